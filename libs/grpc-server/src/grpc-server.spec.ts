@@ -1,0 +1,115 @@
+import 'reflect-metadata';
+import { credentials, loadPackageDefinition, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { dirname, join } from 'node:path';
+import { Module, type INestMicroservice } from '@nestjs/common';
+import { healthV1, healthV1Client } from '@deit-serve/proto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createGrpcMicroservice, HealthModule } from './bootstrap';
+import { HealthStatus } from './health';
+import { freePort } from './ports';
+
+const { HealthCheckResponse_ServingStatus: S } = healthV1;
+
+interface ReflectionCall {
+  on(event: 'data', cb: (r: { listServicesResponse?: { service: { name: string }[] } }) => void): void;
+  on(event: 'error', cb: (e: Error) => void): void;
+  write(message: { listServices: string }): void;
+  end(): void;
+}
+interface ReflectionClient {
+  ServerReflectionInfo: () => ReflectionCall;
+  close: () => void;
+}
+
+@Module({ imports: [HealthModule] })
+class TestModule {}
+
+describe('gRPC service skeleton (health, reflection, error mapping)', () => {
+  let app: INestMicroservice;
+  let client: healthV1Client.HealthClient;
+  let health: HealthStatus;
+  let address: string;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    address = `127.0.0.1:${port}`;
+    app = await createGrpcMicroservice(TestModule, {
+      host: '127.0.0.1',
+      port,
+      protoFiles: [],
+      packages: [],
+      maxMessageBytes: 1 << 20,
+      reflection: true,
+      logLevels: ['error'],
+    });
+    health = app.get(HealthStatus);
+    health.set('', S.NOT_SERVING);
+    await app.listen();
+    client = new healthV1Client.HealthClient(address, credentials.createInsecure());
+  });
+
+  afterAll(async () => {
+    client.close();
+    await app.close();
+  });
+
+  const check = (service: string) =>
+    new Promise<healthV1Client.HealthCheckResponse>((resolve, reject) =>
+      client.check({ service }, new Metadata(), (err, res) => (err ? reject(err) : resolve(res))),
+    );
+
+  it('answers Check with the current status and NOT_FOUND for an unknown service', async () => {
+    expect((await check('')).status).toBe(S.NOT_SERVING);
+    health.set('', S.SERVING);
+    expect((await check('')).status).toBe(S.SERVING);
+    const err = (await check('no.such.Service').catch((e: unknown) => e)) as ServiceError;
+    expect(err.code).toBe(status.NOT_FOUND);
+    expect(err.details).toMatch(/unknown service "no.such.Service"/);
+  });
+
+  it('streams status changes on Watch, starting with the current one', async () => {
+    health.set('svc', S.NOT_SERVING);
+    const seen: number[] = [];
+    const call = client.watch({ service: 'svc' });
+    const done = new Promise<void>((resolve) => {
+      call.on('data', (r: healthV1Client.HealthCheckResponse) => {
+        seen.push(r.status);
+        if (seen.length === 1) health.set('svc', S.SERVING);
+        if (seen.length === 2) {
+          call.cancel();
+          resolve();
+        }
+      });
+      call.on('error', () => resolve());
+    });
+    await done;
+    expect(seen).toEqual([S.NOT_SERVING, S.SERVING]);
+  });
+
+  it('serves reflection listing the health service', async () => {
+    // Ask the reflection service over the wire with a generic client.
+    const protoDir = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
+    const def = loadSync('grpc/reflection/v1alpha/reflection.proto', { includeDirs: [protoDir] });
+    const pkg = loadPackageDefinition(def) as unknown as {
+      grpc: {
+        reflection: { v1alpha: { ServerReflection: new (a: string, c: unknown) => ReflectionClient } };
+      };
+    };
+    const reflection = new pkg.grpc.reflection.v1alpha.ServerReflection(
+      address,
+      credentials.createInsecure(),
+    );
+    const services = await new Promise<string[]>((resolve, reject) => {
+      const call = reflection.ServerReflectionInfo();
+      call.on('data', (r: { listServicesResponse?: { service: { name: string }[] } }) => {
+        resolve(r.listServicesResponse?.service.map((s) => s.name) ?? []);
+        call.end();
+      });
+      call.on('error', reject);
+      call.write({ listServices: '' });
+    });
+    reflection.close();
+    expect(services).toContain('grpc.health.v1.Health');
+  });
+});

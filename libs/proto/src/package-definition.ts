@@ -1,0 +1,56 @@
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
+import { InferenceServiceService } from './generated/grpc-js/deit/inference/v1/inference';
+import { TrainerServiceService } from './generated/grpc-js/deit/trainer/v1/trainer';
+import { HealthService } from './generated/grpc-js/grpc/health/v1/health';
+import { GRPC_LOADER_OPTIONS, PROTO_FILES, protoRoot } from './proto-files';
+
+type AnyMethod = MethodDefinition<unknown, unknown>;
+
+const GENERATED_SERVICES: readonly Record<string, AnyMethod>[] = [
+  InferenceServiceService as unknown as Record<string, AnyMethod>,
+  TrainerServiceService as unknown as Record<string, AnyMethod>,
+  HealthService as unknown as Record<string, AnyMethod>,
+];
+
+/**
+ * A package definition for NestJS's gRPC transport (`packageDefinition` option) that keeps
+ * proto-loader's descriptors (for server reflection) but encodes and decodes every message with the
+ * ts-proto generated codecs. Handlers therefore receive and return exactly the generated types:
+ * absent sub-messages are `undefined` (proto-loader would give `null`), Timestamps are `Date`.
+ */
+export function loadPackageDefinition(files: readonly (keyof typeof PROTO_FILES)[]): PackageDefinition {
+  const definition = loadSync(
+    files.map((f) => PROTO_FILES[f]),
+    { ...GRPC_LOADER_OPTIONS, includeDirs: [protoRoot()] },
+  );
+  const generatedByPath = new Map<string, AnyMethod>();
+  for (const service of GENERATED_SERVICES) {
+    for (const method of Object.values(service)) generatedByPath.set(method.path, method);
+  }
+  for (const [name, entry] of Object.entries(definition)) {
+    if (!isServiceDefinition(entry)) continue;
+    for (const [methodName, method] of Object.entries(entry)) {
+      const generated = generatedByPath.get(method.path);
+      if (!generated) {
+        throw new Error(
+          `${name}.${methodName}: no generated codec for ${method.path}; run npm run proto:gen`,
+        );
+      }
+      // Replaced in place: proto-loader's method objects also carry the descriptors reflection reads.
+      Object.assign(method, {
+        requestSerialize: generated.requestSerialize,
+        requestDeserialize: generated.requestDeserialize,
+        responseSerialize: generated.responseSerialize,
+        responseDeserialize: generated.responseDeserialize,
+      });
+    }
+  }
+  return definition;
+}
+
+function isServiceDefinition(
+  entry: PackageDefinition[string],
+): entry is ServiceDefinition & PackageDefinition[string] {
+  return !('format' in entry) && Object.values(entry).every((m) => typeof m === 'object' && 'path' in m);
+}

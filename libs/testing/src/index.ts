@@ -1,0 +1,1 @@
+export { healthCheck, startTestService, type TestService } from './grpc';

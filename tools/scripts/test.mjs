@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// `npm test`: every project's tests through Nx, then one closing line that CI reads:
+// `N passed, N failed, N skipped`, summed from the JSON reports vitest writes per project.
+// Extra arguments go to `nx run-many` (e.g. `npm test -- --projects=model`).
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..', '..');
+const reports = join(root, 'reports', 'vitest');
+rmSync(reports, { recursive: true, force: true });
+
+const nx = spawnSync(
+  'npx',
+  ['nx', 'run-many', '-t', 'test', '--outputStyle=stream', ...process.argv.slice(2)],
+  {
+    cwd: root,
+    stdio: 'inherit',
+  },
+);
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+const files = existsSync(reports) ? readdirSync(reports).filter((f) => f.endsWith('.json')) : [];
+for (const file of files) {
+  const report = JSON.parse(readFileSync(join(reports, file), 'utf8'));
+  passed += report.numPassedTests;
+  failed += report.numFailedTests;
+  skipped += report.numPendingTests + report.numTodoTests;
+  // A test file that failed to load has no test results but fails the suite.
+  failed += report.testResults.filter((r) => r.status === 'failed' && r.assertionResults.length === 0).length;
+}
+if (nx.status !== 0 && failed === 0) failed = 1; // a project crashed before writing its report
+console.log(`\ntest reports: ${files.length} projects`);
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(nx.status === 0 && failed === 0 ? 0 : 1);

@@ -1,0 +1,33 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readJson, workspaceRoot } from './workspace';
+
+interface PackageJson {
+  allowScripts: Record<string, boolean>;
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+}
+
+describe('install policy', () => {
+  const pkg = readJson<PackageJson>('package.json');
+
+  it('approves only the install scripts the project needs', () => {
+    const approved = Object.entries(pkg.allowScripts)
+      .filter(([, allowed]) => allowed)
+      .map(([name]) => name);
+    // onnxruntime-node: its script fetches the CUDA provider on GPU hosts (ONNXRUNTIME_NODE_INSTALL=cuda12).
+    expect(approved).toEqual(['onnxruntime-node']);
+  });
+
+  it('skips the onnxruntime CUDA download by configuration', () => {
+    const npmrc = readFileSync(join(workspaceRoot, '.npmrc'), 'utf8');
+    expect(npmrc).toMatch(/^onnxruntime-node-install=skip$/m);
+  });
+
+  it('pins every dependency to an exact version', () => {
+    for (const [name, version] of Object.entries({ ...pkg.dependencies, ...pkg.devDependencies })) {
+      expect(version, name).toMatch(/^\d+\.\d+\.\d+$/);
+    }
+  });
+});

@@ -1,0 +1,55 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import swcModule from 'unplugin-swc';
+import { defineConfig, type ViteUserConfig } from 'vitest/config';
+
+const workspaceRoot = import.meta.dirname;
+// Loaded from a CommonJS-compiled config the default export arrives wrapped once more.
+const swc = (swcModule as unknown as { default?: typeof swcModule }).default ?? swcModule;
+
+/**
+ * The `@deit-serve/*` aliases from tsconfig.base.json, so that the type-checker and the test runner
+ * agree on one source of truth.
+ */
+function workspaceAliases(): Record<string, string> {
+  const tsconfig = JSON.parse(readFileSync(join(workspaceRoot, 'tsconfig.base.json'), 'utf8')) as {
+    compilerOptions: { paths: Record<string, string[]> };
+  };
+  return Object.fromEntries(
+    Object.entries(tsconfig.compilerOptions.paths).map(([name, [target]]) => [
+      name,
+      join(workspaceRoot, target ?? ''),
+    ]),
+  );
+}
+
+/**
+ * One vitest configuration for every project. SWC compiles the sources because NestJS needs
+ * `emitDecoratorMetadata`, which esbuild does not implement.
+ */
+export function projectTestConfig(
+  projectRoot: string,
+  overrides: { testTimeout?: number } = {},
+): ViteUserConfig {
+  return defineConfig({
+    root: projectRoot,
+    plugins: [
+      swc.vite({
+        jsc: {
+          parser: { syntax: 'typescript', decorators: true },
+          transform: { legacyDecorator: true, decoratorMetadata: true, useDefineForClassFields: false },
+          target: 'es2022',
+          keepClassNames: true,
+        },
+      }),
+    ],
+    resolve: { alias: workspaceAliases() },
+    test: {
+      include: ['src/**/*.spec.ts', 'test/**/*.spec.ts'],
+      environment: 'node',
+      pool: 'forks',
+      testTimeout: overrides.testTimeout ?? 30_000,
+      hookTimeout: 60_000,
+    },
+  });
+}
