@@ -12,7 +12,7 @@ rmSync(reports, { recursive: true, force: true });
 
 const nx = spawnSync(
   'npx',
-  ['nx', 'run-many', '-t', 'test', '--outputStyle=stream', ...process.argv.slice(2)],
+  ['nx', 'run-many', '-t', 'test', '--parallel=1', '--outputStyle=stream', ...process.argv.slice(2)],
   {
     cwd: root,
     stdio: 'inherit',
