@@ -11,16 +11,15 @@ const swc = (swcModule as unknown as { default?: typeof swcModule }).default ?? 
  * The `@deit-serve/*` aliases from tsconfig.base.json, so that the type-checker and the test runner
  * agree on one source of truth.
  */
-function workspaceAliases(): Record<string, string> {
+function workspaceAliases(): { find: RegExp; replacement: string }[] {
   const tsconfig = JSON.parse(readFileSync(join(workspaceRoot, 'tsconfig.base.json'), 'utf8')) as {
     compilerOptions: { paths: Record<string, string[]> };
   };
-  return Object.fromEntries(
-    Object.entries(tsconfig.compilerOptions.paths).map(([name, [target]]) => [
-      name,
-      join(workspaceRoot, target ?? ''),
-    ]),
-  );
+  // Exact matches: `@deit-serve/model` must not swallow `@deit-serve/model/testing`.
+  return Object.entries(tsconfig.compilerOptions.paths).map(([name, [target]]) => ({
+    find: new RegExp(`^${name.replace(/[/.-]/g, '\\$&')}$`),
+    replacement: join(workspaceRoot, target ?? ''),
+  }));
 }
 
 /**

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DomainError,
+  FailedPreconditionError,
+  IntegrityError,
+  InvalidArgumentError,
+  NotFoundError,
+  ResourceExhaustedError,
+} from './errors';
+
+describe('domain errors', () => {
+  it.each([
+    [new InvalidArgumentError('x'), 'INVALID_ARGUMENT', 'InvalidArgumentError'],
+    [new NotFoundError('x'), 'NOT_FOUND', 'NotFoundError'],
+    [new FailedPreconditionError('x'), 'FAILED_PRECONDITION', 'FailedPreconditionError'],
+    [new IntegrityError('x'), 'DATA_LOSS', 'IntegrityError'],
+    [new ResourceExhaustedError('x'), 'RESOURCE_EXHAUSTED', 'ResourceExhaustedError'],
+  ])('%s carries kind %s and its class name', (error, kind, name) => {
+    expect(error).toBeInstanceOf(DomainError);
+    expect(error.kind).toBe(kind);
+    expect(error.name).toBe(name);
+  });
+
+  it('keeps the cause', () => {
+    const cause = new Error('disk');
+    expect(new IntegrityError('bad file', { cause }).cause).toBe(cause);
+  });
+});

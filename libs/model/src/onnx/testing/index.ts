@@ -1,0 +1,2 @@
+export * from './random-weights';
+export * from './reference-forward';

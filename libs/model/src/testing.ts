@@ -1,0 +1,2 @@
+/** Test fixtures of the model library: random weights, inputs and independent reference forwards. */
+export * from './onnx/testing';

@@ -1,0 +1,3 @@
+export * from './onnx-session';
+export * from './dynamic-batcher';
+export * from './classifier-runtime';

@@ -1,0 +1,152 @@
+import { DomainError } from '@deit-serve/core';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  deitOnnxWeightShapes,
+  exportDeitOnnx,
+  OnnxIoName,
+  randomPixels,
+  randomWeights,
+  referenceDeitForward,
+  type DeitOnnxConfig,
+} from '../test/model-fixtures';
+import { OnnxModelSession } from './onnx-session';
+
+const TOLERANCE = 1e-4;
+// One thread: the machine's cores are shared with other test runs.
+const THREADS = 1;
+
+const tiny: DeitOnnxConfig = {
+  embedDim: 8,
+  depth: 2,
+  numHeads: 2,
+  mlpRatio: 4,
+  patchSize: 4,
+  imgSize: 16,
+  numClasses: 5,
+  distilled: true,
+};
+const weights = randomWeights(deitOnnxWeightShapes(tiny), 11);
+const bytes = exportDeitOnnx(tiny, weights, { preset: 'tiny_test' });
+const ITEM = 3 * 16 * 16;
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+async function kindOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'resolved';
+  } catch (e) {
+    return e instanceof DomainError ? e.kind : `non-domain: ${String(e)}`;
+  }
+}
+
+describe('OnnxModelSession', () => {
+  let session: OnnxModelSession;
+  beforeAll(async () => {
+    session = await OnnxModelSession.create(bytes, { intraOpThreads: THREADS });
+  });
+  afterAll(() => session.release());
+
+  it('describes the graph: names, declared shapes, static item dims, provider', () => {
+    expect(session.executionProvider).toBe('cpu');
+    expect(session.inputNames).toEqual([OnnxIoName.pixelValues]);
+    expect(session.outputNames).toEqual([OnnxIoName.clsLogits, OnnxIoName.distLogits]);
+    expect(session.inputs).toEqual([
+      { name: OnnxIoName.pixelValues, type: 'float32', shape: ['batch', 3, 16, 16] },
+    ]);
+    expect(session.itemDims()).toEqual([3, 16, 16]);
+    expect(session.itemDims(OnnxIoName.pixelValues)).toEqual([3, 16, 16]);
+  });
+
+  it.each([1, 8])('matches the Float64 reference forward at batch %i', async (batch) => {
+    const pixels = randomPixels(batch * ITEM, 200 + batch);
+    const out = await session.run({ [OnnxIoName.pixelValues]: { data: pixels, dims: [batch, 3, 16, 16] } });
+    const ref = referenceDeitForward(tiny, weights, pixels, batch);
+    expect(out[OnnxIoName.clsLogits].dims).toEqual([batch, 5]);
+    expect(out[OnnxIoName.distLogits].dims).toEqual([batch, 5]);
+    expect(out[OnnxIoName.clsLogits].data).toBeInstanceOf(Float32Array);
+    expect(maxAbsDiff(out[OnnxIoName.clsLogits].data, ref.cls)).toBeLessThanOrEqual(TOLERANCE);
+    expect(maxAbsDiff(out[OnnxIoName.distLogits].data, ref.dist!)).toBeLessThanOrEqual(TOLERANCE);
+  });
+
+  it('rejects feeds that do not fit the declared input, naming the problem', async () => {
+    const name = OnnxIoName.pixelValues;
+    await expect(
+      session.run({ [name]: { data: new Float32Array(ITEM), dims: [1, 3, 8, 32] } }),
+    ).rejects.toThrow(/dims \[1, 3, 8, 32\]; the model expects \[batch, 3, 16, 16\]/);
+    await expect(
+      session.run({ [name]: { data: new Float32Array(5), dims: [1, 3, 16, 16] } }),
+    ).rejects.toThrow(/has 5 values/);
+    expect(await kindOf(session.run({}))).toBe('INVALID_ARGUMENT');
+    expect(
+      await kindOf(
+        session.run({
+          [name]: { data: new Float32Array(ITEM), dims: [1, 3, 16, 16] },
+          extra: { data: new Float32Array(1), dims: [1] },
+        }),
+      ),
+    ).toBe('INVALID_ARGUMENT');
+  });
+
+  it('warms up at each requested batch size', async () => {
+    const timings = await session.warmUp([1, 2]);
+    expect(timings.map((t) => t.batchSize)).toEqual([1, 2]);
+    for (const t of timings) expect(t.ms).toBeGreaterThan(0);
+  });
+});
+
+describe('OnnxModelSession lifecycle', () => {
+  it("falls back to CPU with a warning when 'cuda' is unavailable", async () => {
+    const warn = vi.fn<(message: string) => void>();
+    const s = await OnnxModelSession.create(bytes, {
+      executionProvider: 'cuda',
+      intraOpThreads: THREADS,
+      logger: { warn },
+    });
+    try {
+      expect(s.executionProvider).toBe('cpu');
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(warn.mock.calls[0][0]).toMatch(/CUDA execution provider unavailable .*running on CPU/);
+      const out = await s.run({
+        [OnnxIoName.pixelValues]: { data: randomPixels(ITEM, 3), dims: [1, 3, 16, 16] },
+      });
+      expect(out[OnnxIoName.clsLogits].dims).toEqual([1, 5]);
+    } finally {
+      await s.release();
+    }
+  });
+
+  it('does not warn about CUDA when the model itself cannot load', async () => {
+    const warn = vi.fn<(message: string) => void>();
+    const created = OnnxModelSession.create(new Uint8Array([1, 2, 3]), {
+      executionProvider: 'cuda',
+      logger: { warn },
+    });
+    await expect(created).rejects.toMatchObject({
+      kind: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/could not load the model/),
+    });
+    expect(warn).not.toHaveBeenCalled();
+  });
+
+  it('release() is idempotent, waits for a run in flight, and later runs fail clearly', async () => {
+    const s = await OnnxModelSession.create(bytes, { intraOpThreads: THREADS });
+    const feeds = { [OnnxIoName.pixelValues]: { data: randomPixels(2 * ITEM, 5), dims: [2, 3, 16, 16] } };
+    const inFlight = s.run(feeds);
+    const first = s.release();
+    expect(s.release()).toBe(first);
+    expect(s.isReleased).toBe(true);
+    expect((await inFlight)[OnnxIoName.clsLogits].dims).toEqual([2, 5]);
+    await first;
+    await expect(s.run(feeds)).rejects.toMatchObject({
+      kind: 'FAILED_PRECONDITION',
+      message: 'onnxruntime session has been released',
+    });
+    expect(await kindOf(s.warmUp([1]))).toBe('FAILED_PRECONDITION');
+  });
+});

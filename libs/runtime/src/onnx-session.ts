@@ -1,0 +1,246 @@
+/**
+ * The one adapter over onnxruntime-node (house style: a single importer of the native runtime, so its
+ * types, errors and threading quirks stay in this file). Everything else sees plain Float32Arrays.
+ */
+import { FailedPreconditionError, InvalidArgumentError } from '@deit-serve/core';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+
+export type ExecutionProvider = 'cpu' | 'cuda';
+export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
+
+/** Structural subset of NestJS's `Logger`, so apps pass theirs and tests pass a spy. */
+export interface SessionLogger {
+  warn(message: string): void;
+}
+
+export interface OnnxSessionOptions {
+  /** Default 'cpu'. 'cuda' falls back to 'cpu' with a warning when the CUDA EP cannot start. */
+  readonly executionProvider?: ExecutionProvider;
+  /** onnxruntime intra-op threads; 0 or absent lets onnxruntime use one per core. */
+  readonly intraOpThreads?: number;
+  /** Default 'all': LayerNorm/GELU/attention-scale fusions are worth ≈1.15× on DeiT (measured-here.md). */
+  readonly graphOptimizationLevel?: GraphOptimizationLevel;
+  /** Default: console. */
+  readonly logger?: SessionLogger;
+}
+
+/** A dense float32 tensor in row-major order. */
+export interface FloatTensor {
+  readonly data: Float32Array;
+  readonly dims: readonly number[];
+}
+
+/** A graph input or output as declared in the model; strings are symbolic dims (e.g. `batch`). */
+export interface TensorInfo {
+  readonly name: string;
+  readonly type: string;
+  readonly shape: readonly (number | string)[];
+}
+
+export class OnnxModelSession {
+  private released?: Promise<void>;
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  private constructor(
+    private readonly session: InferenceSession,
+    /** The provider the session actually runs on, after any fallback. */
+    readonly executionProvider: ExecutionProvider,
+    readonly inputs: readonly TensorInfo[],
+    readonly outputs: readonly TensorInfo[],
+  ) {}
+
+  static async create(bytes: Uint8Array, options: OnnxSessionOptions = {}): Promise<OnnxModelSession> {
+    const requested = options.executionProvider ?? 'cpu';
+    const logger = options.logger ?? console;
+    const base: InferenceSession.SessionOptions = {
+      graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
+      // 0 is onnxruntime's own "one per core"; passing it through keeps that meaning.
+      intraOpNumThreads: options.intraOpThreads ?? 0,
+      // One graph branch at a time: DeiT is a chain, and parallel mode would only add threads.
+      executionMode: 'sequential',
+    };
+
+    let session: InferenceSession | undefined;
+    let provider: ExecutionProvider = 'cpu';
+    let cudaFailure: unknown;
+    if (requested === 'cuda') {
+      try {
+        // 'cpu' after 'cuda' places the few nodes CUDA has no kernel for on the CPU.
+        session = await InferenceSession.create(bytes, { ...base, executionProviders: ['cuda', 'cpu'] });
+        provider = 'cuda';
+      } catch (error) {
+        cudaFailure = error;
+      }
+    }
+    session ??= await loadCpu(bytes, base);
+    if (cudaFailure !== undefined) {
+      // Warn only once CPU has loaded: if the model itself is broken, the CPU error below says so
+      // and a "CUDA unavailable" warning would point at the wrong culprit.
+      logger.warn(
+        `onnxruntime: CUDA execution provider unavailable (${messageOf(cudaFailure)}); running on CPU`,
+      );
+    }
+
+    return new OnnxModelSession(
+      session,
+      provider,
+      session.inputMetadata.map(toTensorInfo),
+      session.outputMetadata.map(toTensorInfo),
+    );
+  }
+
+  get inputNames(): readonly string[] {
+    return this.inputs.map((i) => i.name);
+  }
+
+  get outputNames(): readonly string[] {
+    return this.outputs.map((o) => o.name);
+  }
+
+  /**
+   * Static dims of one input after its leading batch dim (`[3, H, W]` for `pixel_values`). Throws if
+   * any of them is symbolic: callers batch by concatenating equally sized items.
+   */
+  itemDims(inputName: string = this.soleInputName()): readonly number[] {
+    const input = this.inputs.find((i) => i.name === inputName);
+    if (!input) throw new InvalidArgumentError(`model has no input "${inputName}"`);
+    const rest = input.shape.slice(1);
+    if (input.shape.length === 0 || rest.some((d) => typeof d !== 'number')) {
+      throw new FailedPreconditionError(
+        `input "${inputName}" has shape [${input.shape.join(', ')}]: expected a batch dim followed by static dims`,
+      );
+    }
+    return rest as number[];
+  }
+
+  get isReleased(): boolean {
+    return this.released !== undefined;
+  }
+
+  async run(feeds: Readonly<Record<string, FloatTensor>>): Promise<Record<string, FloatTensor>> {
+    this.assertLive();
+    const ortFeeds: Record<string, Tensor> = {};
+    for (const input of this.inputs) {
+      const feed = feeds[input.name];
+      if (!feed) throw new InvalidArgumentError(`missing input "${input.name}"`);
+      checkFeed(input, feed);
+      ortFeeds[input.name] = new Tensor('float32', feed.data, feed.dims);
+    }
+    for (const name of Object.keys(feeds)) {
+      if (!this.inputs.some((i) => i.name === name)) {
+        throw new InvalidArgumentError(
+          `model has no input "${name}" (inputs: ${this.inputNames.join(', ')})`,
+        );
+      }
+    }
+
+    const pending = this.session.run(ortFeeds);
+    this.inFlight.add(pending);
+    try {
+      const out = await pending;
+      const result: Record<string, FloatTensor> = {};
+      for (const [name, tensor] of Object.entries(out)) {
+        if (tensor.type !== 'float32') {
+          throw new FailedPreconditionError(`output "${name}" is ${tensor.type}; only float32 is supported`);
+        }
+        result[name] = { data: tensor.data as Float32Array, dims: tensor.dims };
+      }
+      return result;
+    } finally {
+      this.inFlight.delete(pending);
+    }
+  }
+
+  /**
+   * One run of zeros per batch size, so that the first real request does not pay for onnxruntime's
+   * lazy allocations and kernel selection. Returns milliseconds per batch size.
+   */
+  async warmUp(batchSizes: readonly number[] = [1]): Promise<{ batchSize: number; ms: number }[]> {
+    const timings: { batchSize: number; ms: number }[] = [];
+    for (const batchSize of batchSizes) {
+      if (!Number.isInteger(batchSize) || batchSize < 1) {
+        throw new InvalidArgumentError(`warm-up batch size must be a positive integer, got ${batchSize}`);
+      }
+      const feeds: Record<string, FloatTensor> = {};
+      for (const input of this.inputs) {
+        const dims = [batchSize, ...this.itemDims(input.name)];
+        feeds[input.name] = { data: new Float32Array(product(dims)), dims };
+      }
+      const start = performance.now();
+      await this.run(feeds);
+      timings.push({ batchSize, ms: performance.now() - start });
+    }
+    return timings;
+  }
+
+  /**
+   * Frees the native session once runs already started have finished (disposing under a running
+   * `run` would pull memory from under onnxruntime). Idempotent; runs after this call fail.
+   */
+  release(): Promise<void> {
+    this.released ??= Promise.allSettled([...this.inFlight]).then(() => this.session.release());
+    return this.released;
+  }
+
+  private assertLive(): void {
+    if (this.released) throw new FailedPreconditionError('onnxruntime session has been released');
+  }
+
+  private soleInputName(): string {
+    const [first, ...others] = this.inputs;
+    if (!first || others.length > 0) {
+      throw new InvalidArgumentError(
+        `model has ${this.inputs.length} inputs (${this.inputNames.join(', ')}); name the one meant`,
+      );
+    }
+    return first.name;
+  }
+}
+
+async function loadCpu(bytes: Uint8Array, base: InferenceSession.SessionOptions): Promise<InferenceSession> {
+  try {
+    return await InferenceSession.create(bytes, { ...base, executionProviders: ['cpu'] });
+  } catch (error) {
+    throw new InvalidArgumentError(`onnxruntime could not load the model: ${messageOf(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+function toTensorInfo(m: InferenceSession.ValueMetadata): TensorInfo {
+  return m.isTensor
+    ? { name: m.name, type: m.type, shape: [...m.shape] }
+    : { name: m.name, type: 'non-tensor', shape: [] };
+}
+
+/** onnxruntime's own shape errors name C++ internals; this names the caller's mistake. */
+function checkFeed(input: TensorInfo, feed: FloatTensor): void {
+  if (input.type !== 'float32') {
+    throw new FailedPreconditionError(`input "${input.name}" is ${input.type}; only float32 is supported`);
+  }
+  const { dims, data } = feed;
+  const fits =
+    dims.length === input.shape.length &&
+    dims.every((d, i) => {
+      const declared = input.shape[i];
+      return Number.isInteger(d) && d >= 1 && (typeof declared !== 'number' || declared === d);
+    });
+  if (!fits) {
+    throw new InvalidArgumentError(
+      `input "${input.name}" has dims [${dims.join(', ')}]; the model expects [${input.shape.join(', ')}]`,
+    );
+  }
+  if (data.length !== product(dims)) {
+    throw new InvalidArgumentError(
+      `input "${input.name}" has ${data.length} values; dims [${dims.join(', ')}] need ${product(dims)}`,
+    );
+  }
+}
+
+function product(dims: readonly number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
