@@ -20,7 +20,9 @@ describe('startTestService', () => {
   it('exposes the app for test set-up', async () => {
     const service = await startTestService(() => EmptyModule);
     service.app.get(HealthStatus).set('', healthV1.HealthCheckResponse_ServingStatus.SERVING);
-    expect((await healthCheck(service.address)).status).toBe(healthV1.HealthCheckResponse_ServingStatus.SERVING);
+    expect((await healthCheck(service.address)).status).toBe(
+      healthV1.HealthCheckResponse_ServingStatus.SERVING,
+    );
     await service.close();
   });
 });
