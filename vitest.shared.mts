@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import swcModule from 'unplugin-swc';
 import { defineConfig, type ViteUserConfig } from 'vitest/config';
 
@@ -46,6 +46,9 @@ export function projectTestConfig(
     test: {
       include: ['src/**/*.spec.ts', 'test/**/*.spec.ts'],
       environment: 'node',
+      // Per-project JSON reports at the workspace root: tools/scripts/test.mjs sums them for CI.
+      reporters: ['default', 'json'],
+      outputFile: { json: join(workspaceRoot, 'reports', 'vitest', `${basename(projectRoot)}.json`) },
       pool: 'forks',
       testTimeout: overrides.testTimeout ?? 30_000,
       hookTimeout: 60_000,
