@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
-import { loadConfig, inferenceConfigSpec } from '@deit-serve/config';
+import { inferenceConfigSpec, loadConfig } from '@deit-serve/config';
 import { createGrpcMicroservice, logLevelsUpTo } from '@deit-serve/grpc-server';
 import { AppModule } from './app.module';
 
@@ -9,14 +9,25 @@ async function main(): Promise<void> {
   const app = await createGrpcMicroservice(AppModule.register(config), {
     host: config.grpcHost,
     port: config.grpcPort,
-    protoFiles: [],
-    packages: [],
+    protoFiles: ['inference'],
+    packages: ['deit.inference.v1'],
     maxMessageBytes: config.maxMessageBytes,
     reflection: config.reflection,
+    channelOptions:
+      config.maxConnectionAgeMs > 0
+        ? {
+            'grpc.max_connection_age_ms': config.maxConnectionAgeMs,
+            'grpc.max_connection_age_grace_ms': config.shutdownGraceMs,
+          }
+        : {},
     logLevels: logLevelsUpTo(config.logLevel),
   });
+  // Past the grace period a drain that still waits on open streams is cut short.
+  process.once('SIGTERM', () => setTimeout(() => process.exit(1), config.shutdownGraceMs).unref());
   await app.listen();
-  new Logger('inference').log(`gRPC listening on ${config.grpcHost}:${config.grpcPort}`);
+  new Logger('inference').log(
+    `gRPC on ${config.grpcHost}:${config.grpcPort}, metrics on :${config.metricsPort}/metrics`,
+  );
 }
 
 main().catch((error: unknown) => {

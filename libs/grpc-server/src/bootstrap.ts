@@ -46,6 +46,8 @@ export async function createGrpcMicroservice(
   const logger = new Logger('gRPC');
   const app = await NestFactory.createMicroservice<MicroserviceOptions>(module, {
     logger: options.logLevels ?? ['error', 'warn', 'log'],
+    // Start-up errors reach the caller (main() reports them and exits) instead of Nest's process.exit.
+    abortOnError: false,
     transport: Transport.GRPC,
     options: {
       url: `${options.host}:${options.port}`,

@@ -1,0 +1,69 @@
+import { Controller, Logger } from '@nestjs/common';
+import type { Metadata, ServerUnaryCall } from '@grpc/grpc-js';
+import { ClassificationService, ModelCatalog } from '@deit-serve/inference-engine';
+import { toGrpcError } from '@deit-serve/grpc-server';
+import { inferenceV1 } from '@deit-serve/proto';
+import { catchError, from, map, mergeMap, type Observable, of } from 'rxjs';
+
+/** Items of one ClassifyStream call computed at once; more wait in the stream's flow control. */
+const STREAM_IN_FLIGHT = 64;
+
+@Controller()
+@inferenceV1.InferenceServiceControllerMethods()
+export class InferenceController implements inferenceV1.InferenceServiceController {
+  private readonly logger = new Logger('InferenceController');
+
+  constructor(
+    private readonly classification: ClassificationService,
+    private readonly catalog: ModelCatalog,
+  ) {}
+
+  classify(
+    request: inferenceV1.ClassifyRequest,
+    _metadata?: Metadata,
+    call?: ServerUnaryCall<unknown, unknown>,
+  ): Promise<inferenceV1.ClassifyResponse> {
+    return this.classification.classify(request, callContext(call));
+  }
+
+  classifyStream(
+    requests: Observable<inferenceV1.ClassifyStreamRequest>,
+  ): Observable<inferenceV1.ClassifyStreamResponse> {
+    return requests.pipe(
+      mergeMap(
+        (item) =>
+          from(this.classification.classify(item.request ?? emptyRequest())).pipe(
+            map((response): inferenceV1.ClassifyStreamResponse => ({ id: item.id, response })),
+            // A bad item is answered for its id; the stream goes on.
+            catchError((error: unknown) => of({ id: item.id, error: toGrpcError(error, this.logger) })),
+          ),
+        STREAM_IN_FLIGHT,
+      ),
+    );
+  }
+
+  listModels(): Promise<inferenceV1.ListModelsResponse> {
+    return this.catalog.list();
+  }
+
+  getModel(request: inferenceV1.GetModelRequest): Promise<inferenceV1.GetModelResponse> {
+    return this.catalog.describe(request.model);
+  }
+}
+
+function emptyRequest(): inferenceV1.ClassifyRequest {
+  return { model: '', head: inferenceV1.Head.HEAD_UNSPECIFIED, topK: 0 };
+}
+
+/** The caller's deadline and cancellation, so that abandoned work is dropped before compute. */
+function callContext(call: ServerUnaryCall<unknown, unknown> | undefined): {
+  deadline?: number;
+  signal?: AbortSignal;
+} {
+  if (!call) return {};
+  const controller = new AbortController();
+  call.once('cancelled', () => controller.abort());
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(ms) ? { deadline: ms, signal: controller.signal } : { signal: controller.signal };
+}

@@ -1,0 +1,82 @@
+import { type inferenceV1 } from '@deit-serve/proto';
+import { labelsInOrder, type ModelRegistry } from '@deit-serve/registry';
+import type { ModelHost } from './model-host';
+
+/** ListModels and GetModel: what the registry holds and what this server has loaded. */
+export class ModelCatalog {
+  constructor(
+    private readonly registry: ModelRegistry,
+    private readonly host: ModelHost,
+    private readonly defaultModel: string,
+  ) {}
+
+  async list(): Promise<inferenceV1.ListModelsResponse> {
+    const loaded = this.host.loadedModels();
+    const models = await Promise.all(
+      (await this.registry.listModels()).map(async (name) => ({
+        name,
+        versions: await this.registry.listVersions(name),
+        aliases: await this.registry.getAliases(name),
+        loaded: loaded
+          .filter(({ model }) => model.name === name)
+          .map(({ model, routes }) => ({
+            version: model.version,
+            sha256: model.sha256,
+            loadedAt: model.loadedAt,
+            aliases: routes.map((r) => r.split('@')[1]).filter((a): a is string => a !== undefined),
+          })),
+      })),
+    );
+    return { models };
+  }
+
+  async describe(ref: string): Promise<inferenceV1.GetModelResponse> {
+    const info = await this.registry.getManifest(ref || this.defaultModel, { integrity: 'size' });
+    const m = info.manifest;
+    const metrics: inferenceV1.Metric[] = [];
+    if (m.metrics) {
+      const top1 = m.metrics.top1;
+      const add = (head: string, value: number | null) => {
+        if (value !== null) metrics.push({ name: 'top1', head, dataset: m.metrics?.eval_set ?? '', value });
+      };
+      add('cls', top1.cls);
+      add('dist', top1.dist);
+      add('average', top1.avg);
+      add('teacher', m.metrics.teacher_top1);
+    }
+    const lineage = m.lineage;
+    return {
+      model: {
+        name: info.model,
+        version: info.version,
+        sha256: m.files['model.onnx']?.sha256 ?? '',
+        alias: info.alias ?? '',
+      },
+      architecture: m.architecture,
+      preset: m.preset,
+      input: {
+        imageSize: m.input.image_size,
+        channels: m.input.channels,
+        mean: m.input.mean,
+        std: m.input.std,
+        interpolation: m.input.interpolation,
+        cropPct: m.input.crop_pct,
+      },
+      clsOutput: m.outputs.cls,
+      distOutput: m.outputs.dist ?? '',
+      labels: labelsInOrder(m.labels),
+      metrics,
+      lineage: {
+        parent: lineage?.parent ? `${lineage.parent.name}:${lineage.parent.version}` : '',
+        teacher: lineage?.teacher ?? '',
+        dataset: lineage?.dataset?.name ?? '',
+        datasetSha256: lineage?.dataset?.sha256 ?? '',
+        hyperparametersJson: JSON.stringify(lineage?.hyperparameters ?? {}),
+        gitCommit: lineage?.git_commit ?? '',
+        jobId: '',
+      },
+      createdAt: new Date(m.created_at),
+      parameters: 0,
+    };
+  }
+}

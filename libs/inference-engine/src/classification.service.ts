@@ -1,0 +1,153 @@
+import { FailedPreconditionError, InvalidArgumentError } from '@deit-serve/core';
+import { decodeImage, preprocess } from '@deit-serve/preprocess';
+import { inferenceV1 } from '@deit-serve/proto';
+import { disagreement, headLogits, type HeadChoice, topK } from './heads';
+import type { LoadedModel } from './loaded-model';
+import type { InferenceMetrics } from './metrics';
+import type { ModelHost } from './model-host';
+
+const { Head } = inferenceV1;
+
+export const DEFAULT_TOP_K = 5;
+
+export interface ClassifyContext {
+  /** Epoch ms after which the caller no longer wants an answer (the gRPC deadline). */
+  deadline?: number;
+  /** Aborted when the caller goes away. */
+  signal?: AbortSignal;
+}
+
+export interface ClassificationOptions {
+  defaultModel: string;
+  maxDecodedPixels: number;
+}
+
+/** Classifies one image or tensor: preprocessing per the model's manifest, batching, head choice. */
+export class ClassificationService {
+  constructor(
+    private readonly host: ModelHost,
+    private readonly metrics: InferenceMetrics,
+    private readonly options: ClassificationOptions,
+  ) {}
+
+  async classify(
+    request: inferenceV1.ClassifyRequest,
+    context: ClassifyContext = {},
+  ): Promise<inferenceV1.ClassifyResponse> {
+    const arrived = performance.now();
+    const head = headChoice(request.head);
+    if (!request.image?.length && !request.tensor) {
+      throw new InvalidArgumentError('request has no input: set image (encoded bytes) or tensor');
+    }
+    const lease = await this.host.acquire(request.model || this.options.defaultModel);
+    try {
+      const { model } = lease;
+      if (head === 'dist' && !model.hasDistHead) {
+        throw new FailedPreconditionError(
+          `${model.key} has no distillation head; use HEAD_CLS or HEAD_AVERAGE`,
+        );
+      }
+      const input = request.tensor
+        ? tensorInput(request.tensor, model)
+        : await this.imageInput(request.image ?? new Uint8Array(), model);
+      const preprocessed = performance.now();
+      const batched = await model.batcher.submit(input, context);
+      const { cls, dist } = batched.result;
+      const logits = headLogits(head, cls, dist);
+      const predictions = topK(logits, request.topK || DEFAULT_TOP_K).map((p) => ({
+        index: p.index,
+        label: model.labels[p.index] ?? String(p.index),
+        probability: p.probability,
+        logit: p.logit,
+      }));
+      const d = dist ? disagreement(cls, dist) : undefined;
+      const preprocessMs = preprocessed - arrived;
+      this.observe(model, preprocessMs, batched.queueMs, batched.computeMs, d);
+      return {
+        model: { name: model.name, version: model.version, sha256: model.sha256, alias: lease.alias ?? '' },
+        head: head === 'cls' ? Head.HEAD_CLS : head === 'dist' ? Head.HEAD_DIST : Head.HEAD_AVERAGE,
+        predictions,
+        disagreement: d
+          ? {
+              available: true,
+              top1Match: d.top1Match,
+              klDivergence: d.klDivergence,
+              clsTop1: d.clsTop1,
+              distTop1: d.distTop1,
+            }
+          : { available: false, top1Match: false, klDivergence: 0, clsTop1: 0, distTop1: 0 },
+        timing: {
+          queueMs: batched.queueMs,
+          preprocessMs,
+          computeMs: batched.computeMs,
+          totalMs: performance.now() - arrived,
+          batchSize: batched.batchSize,
+        },
+      };
+    } finally {
+      lease.release();
+    }
+  }
+
+  private async imageInput(bytes: Uint8Array, model: LoadedModel): Promise<Float32Array> {
+    const image = await decodeImage(bytes, { maxPixels: this.options.maxDecodedPixels });
+    return preprocess(image, model.inputSpec);
+  }
+
+  private observe(
+    model: LoadedModel,
+    preprocessMs: number,
+    queueMs: number,
+    computeMs: number,
+    d: ReturnType<typeof disagreement> | undefined,
+  ): void {
+    const labels = { model: model.name };
+    this.metrics.preprocessSeconds.observe(labels, preprocessMs / 1000);
+    this.metrics.queueSeconds.observe(labels, queueMs / 1000);
+    this.metrics.computeSeconds.observe(labels, computeMs / 1000);
+    if (d) {
+      this.metrics.headKl.observe(labels, d.klDivergence);
+      if (!d.top1Match) this.metrics.headTop1Mismatch.inc(labels);
+    }
+  }
+}
+
+function headChoice(head: inferenceV1.Head): HeadChoice {
+  switch (head) {
+    case Head.HEAD_CLS:
+      return 'cls';
+    case Head.HEAD_DIST:
+      return 'dist';
+    case Head.HEAD_UNSPECIFIED:
+    case Head.HEAD_AVERAGE:
+      return 'average';
+    case Head.UNRECOGNIZED:
+    default:
+      throw new InvalidArgumentError(`unknown head ${String(head)}; use HEAD_CLS, HEAD_DIST or HEAD_AVERAGE`);
+  }
+}
+
+/** A preprocessed tensor: [C,H,W] or [1,C,H,W] matching the model's input, float32 little-endian. */
+function tensorInput(tensor: inferenceV1.Tensor, model: LoadedModel): Float32Array {
+  const { channels, imageSize } = model.inputSpec;
+  const expected = [channels, imageSize, imageSize];
+  const shape = tensor.shape.length === 4 && tensor.shape[0] === 1 ? tensor.shape.slice(1) : tensor.shape;
+  if (shape.length !== 3 || shape.some((d, i) => d !== expected[i])) {
+    throw new InvalidArgumentError(
+      `tensor shape [${tensor.shape.join(', ')}] does not match ${model.key}'s input [${expected.join(', ')}] (or [1, ${expected.join(', ')}])`,
+    );
+  }
+  const bytes = model.itemLength * 4;
+  if (tensor.data.byteLength !== bytes) {
+    throw new InvalidArgumentError(
+      `tensor data has ${tensor.data.byteLength} bytes; shape [${tensor.shape.join(', ')}] needs ${bytes} (float32)`,
+    );
+  }
+  // Copy into an aligned buffer; the wire bytes may start at any offset.
+  const values = new Float32Array(model.itemLength);
+  new Uint8Array(values.buffer).set(tensor.data);
+  for (const v of values) {
+    if (!Number.isFinite(v)) throw new InvalidArgumentError('tensor contains NaN or infinite values');
+  }
+  return values;
+}

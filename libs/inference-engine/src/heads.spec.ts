@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { disagreement, headLogits, softmax, topK } from './heads';
+
+describe('heads', () => {
+  const cls = new Float32Array([2, 1, 0]);
+  const dist = new Float32Array([0, 3, 1]);
+
+  it('softmax matches the closed form', () => {
+    const p = softmax([1, 2, 3]);
+    const z = Math.exp(1) + Math.exp(2) + Math.exp(3);
+    expect(p[0]).toBeCloseTo(Math.exp(1) / z, 12);
+    expect(p[2]).toBeCloseTo(Math.exp(3) / z, 12);
+  });
+
+  it('average is the mean of the logits, not of the probabilities', () => {
+    expect(Array.from(headLogits('average', cls, dist))).toEqual([1, 2, 0.5]);
+    expect(headLogits('cls', cls, dist)).toBe(cls);
+    expect(headLogits('dist', cls, dist)).toBe(dist);
+    expect(headLogits('average', cls, undefined)).toBe(cls);
+    expect(() => headLogits('dist', cls, undefined)).toThrow(/no distillation head/);
+  });
+
+  it('top-k orders by probability and caps k at the class count', () => {
+    const top = topK(dist, 10);
+    expect(top.map((p) => p.index)).toEqual([1, 2, 0]);
+    expect(top[0]?.logit).toBe(3);
+    expect(top.reduce((s, p) => s + p.probability, 0)).toBeCloseTo(1, 12);
+    expect(topK(dist, 1)).toHaveLength(1);
+  });
+
+  it('disagreement reports top-1 match and KL(p_cls ‖ p_dist) computed by hand', () => {
+    const d = disagreement(cls, dist);
+    const p = softmax(cls);
+    const q = softmax(dist);
+    let kl = 0;
+    for (let i = 0; i < 3; i++) kl += p[i] * Math.log(p[i] / q[i]);
+    expect(d.klDivergence).toBeCloseTo(kl, 12);
+    expect(d).toMatchObject({ top1Match: false, clsTop1: 0, distTop1: 1 });
+    expect(disagreement(cls, cls)).toMatchObject({ top1Match: true, klDivergence: 0 });
+  });
+});

@@ -1,0 +1,11 @@
+export {
+  ClassificationService,
+  DEFAULT_TOP_K,
+  type ClassificationOptions,
+  type ClassifyContext,
+} from './classification.service';
+export { disagreement, headLogits, softmax, topK, type HeadChoice } from './heads';
+export { LoadedModel, type BatchingOptions, type LoadOptions } from './loaded-model';
+export { ModelCatalog } from './catalog';
+export { InferenceMetrics } from './metrics';
+export { ModelHost, type Lease, type ModelHostOptions } from './model-host';

@@ -1,0 +1,104 @@
+import { createServer, type Server } from 'node:http';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
+
+/** The inference service's Prometheus metrics (names follow Triton's where one exists). */
+export class InferenceMetrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'deit_requests_total',
+    help: 'Requests by gRPC method and status code',
+    labelNames: ['method', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly queueSeconds = new Histogram({
+    name: 'deit_request_queue_seconds',
+    help: 'Time a request waited in the dynamic batcher',
+    labelNames: ['model'] as const,
+    buckets: LATENCY_BUCKETS_S,
+    registers: [this.registry],
+  });
+  readonly computeSeconds = new Histogram({
+    name: 'deit_request_compute_seconds',
+    help: 'Forward pass time of the batch a request was part of',
+    labelNames: ['model'] as const,
+    buckets: LATENCY_BUCKETS_S,
+    registers: [this.registry],
+  });
+  readonly preprocessSeconds = new Histogram({
+    name: 'deit_request_preprocess_seconds',
+    help: 'Decoding and preprocessing time of a request',
+    labelNames: ['model'] as const,
+    buckets: LATENCY_BUCKETS_S,
+    registers: [this.registry],
+  });
+  readonly requestSeconds = new Histogram({
+    name: 'deit_request_duration_seconds',
+    help: 'Arrival to response, server side',
+    labelNames: ['method'] as const,
+    buckets: LATENCY_BUCKETS_S,
+    registers: [this.registry],
+  });
+  readonly batchSize = new Histogram({
+    name: 'deit_batch_size',
+    help: 'Executed batch sizes (inferences / executions)',
+    labelNames: ['model'] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+    registers: [this.registry],
+  });
+  readonly headKl = new Histogram({
+    name: 'deit_head_disagreement_kl',
+    help: 'KL(p_cls || p_dist) per request: a drift / out-of-distribution signal',
+    labelNames: ['model'] as const,
+    buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+    registers: [this.registry],
+  });
+  readonly headTop1Mismatch = new Counter({
+    name: 'deit_head_top1_mismatch_total',
+    help: 'Requests whose CLS and DIST heads chose different classes',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
+  readonly loadedVersions = new Gauge({
+    name: 'deit_model_loaded',
+    help: '1 for each model version loaded and serving',
+    labelNames: ['model', 'version'] as const,
+    registers: [this.registry],
+  });
+  readonly loads = new Counter({
+    name: 'deit_model_loads_total',
+    help: 'Model version loads by outcome (ok, failed)',
+    labelNames: ['model', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly queueLength = new Gauge({
+    name: 'deit_pending_requests',
+    help: 'Requests waiting in dynamic batchers',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Serves `GET /metrics` (Prometheus text format); resolves once listening. */
+  async serve(host: string, port: number): Promise<Server> {
+    const server = createServer((req, res) => {
+      if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
+        res.writeHead(404).end('not found\n');
+        return;
+      }
+      this.registry
+        .metrics()
+        .then((text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text))
+        .catch((error: unknown) => res.writeHead(500).end(String(error)));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, resolve);
+    });
+    return server;
+  }
+}

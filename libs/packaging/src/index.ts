@@ -1,0 +1,7 @@
+export {
+  packageAndPublish,
+  packageModel,
+  SELF_CHECK_TOLERANCE,
+  type ModelSpec,
+  type PackageRequest,
+} from './package-model';

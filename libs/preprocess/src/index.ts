@@ -1,0 +1,26 @@
+export {
+  decodeImage,
+  DEFAULT_IMAGE_FORMATS,
+  sniffFormat,
+  type DecodedImage,
+  type DecodeOptions,
+  type ImageFormat,
+} from './decode';
+export {
+  INTERPOLATIONS,
+  MAX_IMAGE_SIZE,
+  validateInputSpec,
+  type InputSpec,
+  type Interpolation,
+} from './input-spec';
+export {
+  evalGeometry,
+  normalizationTable,
+  preprocess,
+  preprocessInto,
+  tensorFromImageBatch,
+  tensorLength,
+  type EvalGeometry,
+  type PixelBatch,
+  type RgbImage,
+} from './transform';
