@@ -40,8 +40,8 @@ describe('packageModel', () => {
     const input = decodeTensor(check.input);
     expect(input.shape).toEqual([1, 3, 8, 8]);
     const ref = referenceDeitForward(config, weights, input.data, 1);
-    const cls = decodeTensor(check.expected['cls_logits']!);
-    for (let i = 0; i < 3; i++) expect(Math.abs(cls.data[i]! - ref.cls[i]!)).toBeLessThan(1e-4);
+    const cls = decodeTensor(check.expected['cls_logits']);
+    for (let i = 0; i < 3; i++) expect(Math.abs(cls.data[i] - ref.cls[i])).toBeLessThan(1e-4);
   });
 
   it('refuses an export that does not reproduce the source framework', async () => {
