@@ -2,3 +2,5 @@ export * from './weights/named-weights';
 export * from './weights/safetensors';
 export * from './weights/validate';
 export * from './onnx';
+export * from './deit';
+export { initBackend, wasmDistFolder, type BackendName } from './backend';

@@ -1,0 +1,89 @@
+/**
+ * Picks and initialises the TensorFlow.js backend once per process.
+ *
+ * Order of preference: `tensorflow` (native libtensorflow through `@tensorflow/tfjs-node-gpu` or
+ * `@tensorflow/tfjs-node`, optional packages that cannot be installed offline, so they are required
+ * dynamically), then `wasm` (XNNPACK + SIMD, one thread in Node), then `cpu` (plain JS, ~20x slower
+ * than wasm; a last resort). Passing `preferred` moves that backend to the front; a failing backend
+ * falls through to the next one.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+
+const DEFAULT_ORDER: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
+
+/** The optional native bindings, tried in this order; each registers the `tensorflow` backend. */
+const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
+
+const nodeRequire = createRequire(__filename);
+
+let initialised: Promise<string> | undefined;
+
+/**
+ * Initialise a backend and return the name of the one in use. Idempotent: later calls return the
+ * first call's result whatever `preferred` says (tfjs holds one global backend; switching it under
+ * live variables would move every tensor).
+ */
+export function initBackend(preferred?: BackendName): Promise<string> {
+  initialised ??= selectBackend(preferred).catch((error: unknown) => {
+    initialised = undefined;
+    throw error;
+  });
+  return initialised;
+}
+
+async function selectBackend(preferred: BackendName | undefined): Promise<string> {
+  const order =
+    preferred === undefined ? DEFAULT_ORDER : [preferred, ...DEFAULT_ORDER.filter((b) => b !== preferred)];
+  const failures: string[] = [];
+  for (const name of order) {
+    try {
+      if (await tryBackend(name)) return tf.getBackend();
+      failures.push(`${name}: not available`);
+    } catch (error) {
+      failures.push(`${name}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  throw new Error(`no TensorFlow.js backend could be initialised (${failures.join('; ')})`);
+}
+
+async function tryBackend(name: BackendName): Promise<boolean> {
+  switch (name) {
+    case 'tensorflow':
+      if (!loadNativeBinding()) return false;
+      return tf.setBackend('tensorflow');
+    case 'wasm':
+      // Importing the package registers the backend; in Node the .wasm binaries must be located on
+      // disk explicitly, because bundlers and test runners move the module away from its dist folder.
+      setWasmPaths(wasmDistFolder());
+      return tf.setBackend('wasm');
+    case 'cpu':
+      return tf.setBackend('cpu');
+  }
+}
+
+function loadNativeBinding(): boolean {
+  if (tf.findBackendFactory('tensorflow') !== null) return true;
+  for (const pkg of NATIVE_PACKAGES) {
+    try {
+      // Loaded by a name only known at run time, so neither the type-checker nor bundlers need it.
+      nodeRequire(pkg);
+      if (tf.findBackendFactory('tensorflow') !== null) return true;
+    } catch {
+      // Not installed (the usual case): try the next one.
+    }
+  }
+  return false;
+}
+
+/** Absolute path, with trailing separator, of the folder holding `tfjs-backend-wasm*.wasm`. */
+export function wasmDistFolder(): string {
+  const entry = nodeRequire.resolve('@tensorflow/tfjs-backend-wasm');
+  const folder = dirname(entry);
+  return join(folder, '/');
+}

@@ -1,0 +1,46 @@
+/**
+ * Public surface of the DeiT model. Names that RegNet also defines (parameterShapes, countParameters,
+ * isNoWeightDecay) are re-exported with a DeiT prefix; layers stay internal (import ./layers directly).
+ */
+export {
+  adaptDeitWeights,
+  combineHeads,
+  countParameters as countDeitParameters,
+  createDeit,
+  DeiT,
+  DeitWeightsError,
+  initDeitWeights,
+  isNoWeightDecay as isDeitNoWeightDecay,
+  parameterShapes as deitParameterShapes,
+  resolveDeitConfig,
+  validateDeitWeights,
+  type CreateDeitOptions,
+  type DeitForwardOptions,
+  type DeitHeadMode,
+  type DeitOutput,
+  type DeitParameterKind,
+  type DeitParameterSpec,
+} from './deit';
+export {
+  bicubicMatrix,
+  BICUBIC_A,
+  HEAD_PARAMETER_NAMES,
+  reinitHeads,
+  resamplePosEmbed,
+  truncNormalTensor,
+} from './pos-embed';
+export {
+  DEFAULT_STUDENT_PRESET,
+  DEIT_PRESET_NAMES,
+  DEIT_PRESETS,
+  getDeitPreset,
+  gridSize,
+  isDeitPresetName,
+  numPrefixTokens,
+  validateDeitConfig,
+  type DeitConfig,
+  type DeitPreset,
+  type DeitPresetName,
+  type DeitSize,
+} from './presets';
+export { deriveSeed, SeededRandom } from './rng';
