@@ -3,4 +3,5 @@ export * from './weights/safetensors';
 export * from './weights/validate';
 export * from './onnx';
 export * from './deit';
+export * from './regnet';
 export { initBackend, wasmDistFolder, type BackendName } from './backend';

@@ -40,6 +40,7 @@ export const OnnxMetadataKey = {
   distilled: 'distilled',
   // RegNetY
   stemWidth: 'stem_width',
+  stemStride: 'stem_stride',
   stageWidths: 'stage_widths',
   stageDepths: 'stage_depths',
   groupWidth: 'group_width',

@@ -1,7 +1,7 @@
 /**
  * RegNetY → ONNX, following timm `regnet.py` (eval mode, `Bottleneck` blocks, `conv1x1` downsample):
  *
- *   stem: Conv 3×3 s2 (pad 1) → BN → ReLU
+ *   stem: Conv 3×3 s2 (pad 1; stride `stemStride`, default 2) → BN → ReLU
  *   block: conv1 1×1 → BN → ReLU → conv2 3×3 s(2 in b1) grouped → BN → ReLU → SE → conv3 1×1 → BN,
  *          + shortcut (downsample 1×1 s → BN when channels or stride change, else identity) → ReLU
  *   SE: GlobalAveragePool → fc1 (1×1 conv, bias) → ReLU → fc2 (1×1 conv, bias) → Sigmoid → Mul
@@ -36,6 +36,8 @@ export interface RegNetYOnnxConfig {
   readonly imgSize: number;
   /** Default 32, the stem width of every timm RegNet. */
   readonly stemWidth?: number;
+  /** Default 2 (timm). 1 keeps spatial extent for 28–32 px inputs (small-image presets). */
+  readonly stemStride?: 1 | 2;
   /** SE bottleneck = round(block input channels × seRatio). Default 0.25 (RegNetY); 0 means no SE. */
   readonly seRatio?: number;
   /** Default 1.0. */
@@ -143,6 +145,7 @@ export function exportRegNetYOnnx(
     [OnnxMetadataKey.imageSize]: String(config.imgSize),
     [OnnxMetadataKey.inChans]: String(config.inChans ?? 3),
     [OnnxMetadataKey.stemWidth]: String(config.stemWidth ?? REGNET_DEFAULT_STEM_WIDTH),
+    [OnnxMetadataKey.stemStride]: String(config.stemStride ?? 2),
     [OnnxMetadataKey.stageWidths]: JSON.stringify(config.stageWidths),
     [OnnxMetadataKey.stageDepths]: JSON.stringify(config.stageDepths),
     [OnnxMetadataKey.groupWidth]: String(config.groupWidth),
@@ -200,7 +203,7 @@ function buildRegNetGraph(
     config.imgSize,
     config.imgSize,
   ]);
-  let x = relu(convBn(pixels, 'stem', 3, 2, 1), 'stem');
+  let x = relu(convBn(pixels, 'stem', 3, config.stemStride ?? 2, 1), 'stem');
   for (const b of regnetYBlocks(config)) {
     const shortcut = x;
     let y = relu(convBn(x, `${b.name}.conv1`, 1, 1, 1), `${b.name}/conv1`);
