@@ -1,4 +1,7 @@
 import { runModelsCommand } from '@deit-serve/registry';
+import { runClassifyCommand } from './commands/classify';
+import { exportCommand } from './commands/export';
+import { importModelCommand } from './commands/import-model';
 
 export interface CliIo {
   stdout: NodeJS.WritableStream;
@@ -11,11 +14,18 @@ type Command = (argv: string[], io: CliIo) => Promise<number>;
 const USAGE = `usage: deit <command> [options]
 
 commands:
+  export --preset NAME --out FILE.onnx          export a DeiT / RegNetY preset to ONNX (deit export --help)
   models list|show|promote|rollback|verify|gc   manage the model registry (deit models --help)
+  models import --safetensors FILE ...          publish a timm checkpoint (deit models import --help)
+  classify IMAGE... [--model REF] [--head H]    classify images with the inference service (deit classify --help)
 `;
 
 const COMMANDS: Record<string, Command> = {
-  models: (argv, io) => runModelsCommand(argv, io),
+  export: exportCommand,
+  // `models import` needs the model and packaging libraries, which the registry library must not.
+  models: (argv, io) =>
+    argv[0] === 'import' ? importModelCommand(argv.slice(1), io) : runModelsCommand(argv, io),
+  classify: (argv, io) => runClassifyCommand(argv, io),
 };
 
 /** Dispatches `deit <command> ...`; returns the process exit code (2 for usage errors). */

@@ -5,3 +5,4 @@ export {
   type ModelSpec,
   type PackageRequest,
 } from './package-model';
+export { presetWeights, type PresetWeights, type PresetWeightsRequest } from './presets';
