@@ -38,7 +38,12 @@ const common = {
 export const inferenceConfigSpec = {
   ...common,
   grpcPort: field('DEIT_GRPC_PORT', port, 50051, 'gRPC port of the inference service'),
-  metricsPort: field('DEIT_METRICS_PORT', intInRange(0, 65535), 9464, 'Prometheus metrics (HTTP) port (0: off)'),
+  metricsPort: field(
+    'DEIT_METRICS_PORT',
+    intInRange(0, 65535),
+    9464,
+    'Prometheus metrics (HTTP) port (0: off)',
+  ),
   defaultModel: field(
     'DEIT_DEFAULT_MODEL',
     nonEmpty,

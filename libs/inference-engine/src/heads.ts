@@ -23,11 +23,11 @@ export function softmax(logits: ArrayLike<number>): Float64Array {
   const out = new Float64Array(logits.length);
   let sum = 0;
   for (let i = 0; i < logits.length; i++) {
-    const e = Math.exp((logits[i]) - max);
+    const e = Math.exp(logits[i] - max);
     out[i] = e;
     sum += e;
   }
-  for (let i = 0; i < out.length; i++) out[i] = (out[i]) / sum;
+  for (let i = 0; i < out.length; i++) out[i] = out[i] / sum;
   return out;
 }
 
@@ -46,7 +46,7 @@ export function headLogits(
     case 'average': {
       if (!dist) return cls;
       const out = new Float32Array(cls.length);
-      for (let i = 0; i < cls.length; i++) out[i] = ((cls[i]) + (dist[i])) / 2;
+      for (let i = 0; i < cls.length; i++) out[i] = (cls[i] + dist[i]) / 2;
       return out;
     }
   }
@@ -54,16 +54,14 @@ export function headLogits(
 
 function argmax(values: ArrayLike<number>): number {
   let best = 0;
-  for (let i = 1; i < values.length; i++) if ((values[i]) > (values[best])) best = i;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
   return best;
 }
 
 /** The k most probable classes, most probable first; ties keep the lower index first. */
 export function topK(logits: Float32Array, k: number): Prediction[] {
   const probabilities = softmax(logits);
-  const order = Array.from(logits.keys()).sort(
-    (a, b) => (probabilities[b]) - (probabilities[a]) || a - b,
-  );
+  const order = Array.from(logits.keys()).sort((a, b) => probabilities[b] - probabilities[a] || a - b);
   return order
     .slice(0, Math.min(k, logits.length))
     .map((index) => ({ index, probability: probabilities[index], logit: logits[index] }));
