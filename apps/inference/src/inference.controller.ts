@@ -1,14 +1,16 @@
-import { Controller, Logger } from '@nestjs/common';
-import type { Metadata, ServerUnaryCall } from '@grpc/grpc-js';
+import { Controller, Logger, UseInterceptors } from '@nestjs/common';
+import type { Metadata, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
 import { ClassificationService, ModelCatalog } from '@deit-serve/inference-engine';
 import { toGrpcError } from '@deit-serve/grpc-server';
 import { inferenceV1 } from '@deit-serve/proto';
 import { catchError, from, map, mergeMap, type Observable, of } from 'rxjs';
+import { RequestMetricsInterceptor } from './request-metrics.interceptor';
 
 /** Items of one ClassifyStream call computed at once; more wait in the stream's flow control. */
 const STREAM_IN_FLIGHT = 64;
 
 @Controller()
+@UseInterceptors(RequestMetricsInterceptor)
 @inferenceV1.InferenceServiceControllerMethods()
 export class InferenceController implements inferenceV1.InferenceServiceController {
   private readonly logger = new Logger('InferenceController');
@@ -28,11 +30,16 @@ export class InferenceController implements inferenceV1.InferenceServiceControll
 
   classifyStream(
     requests: Observable<inferenceV1.ClassifyStreamRequest>,
+    _metadata?: Metadata,
+    call?: ServerDuplexStream<unknown, unknown>,
   ): Observable<inferenceV1.ClassifyStreamResponse> {
+    // The call's deadline and cancellation apply to every item: queued items of a stream whose
+    // caller went away are dropped before compute, as unary calls are.
+    const context = callContext(call);
     return requests.pipe(
       mergeMap(
         (item) =>
-          from(this.classification.classify(item.request ?? emptyRequest())).pipe(
+          from(this.classification.classify(item.request ?? emptyRequest(), context)).pipe(
             map((response): inferenceV1.ClassifyStreamResponse => ({ id: item.id, response })),
             // A bad item is answered for its id; the stream goes on.
             catchError((error: unknown) => of({ id: item.id, error: toGrpcError(error, this.logger) })),
@@ -55,8 +62,14 @@ function emptyRequest(): inferenceV1.ClassifyRequest {
   return { model: '', head: inferenceV1.Head.HEAD_UNSPECIFIED, topK: 0 };
 }
 
+/** What a unary or streaming server call tells about its caller. */
+interface CallerState {
+  getDeadline(): ReturnType<ServerUnaryCall<unknown, unknown>['getDeadline']>;
+  once(event: 'cancelled', listener: () => void): unknown;
+}
+
 /** The caller's deadline and cancellation, so that abandoned work is dropped before compute. */
-function callContext(call: ServerUnaryCall<unknown, unknown> | undefined): {
+function callContext(call: CallerState | undefined): {
   deadline?: number;
   signal?: AbortSignal;
 } {

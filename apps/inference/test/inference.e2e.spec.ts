@@ -87,11 +87,11 @@ describe('inference service end to end', () => {
     // The average head's logits are the mean of the other two heads' logits, class by class.
     const logit = (res: inferenceV1Client.ClassifyResponse, index: number) =>
       res.predictions.find((p) => p.index === index)?.logit;
-    const top = answers[2]!.predictions[0]!.index;
-    const cls = logit(answers[0]!, top);
-    const dist = logit(answers[1]!, top);
+    const top = answers[2].predictions[0].index;
+    const cls = logit(answers[0], top);
+    const dist = logit(answers[1], top);
     if (cls !== undefined && dist !== undefined)
-      expect(logit(answers[2]!, top)).toBeCloseTo((cls + dist) / 2, 4);
+      expect(logit(answers[2], top)).toBeCloseTo((cls + dist) / 2, 4);
   });
 
   it('defaults to the average head and top-5 capped at the class count', async () => {

@@ -66,8 +66,8 @@ export const inferenceConfigSpec = {
   maxQueueDelayMs: field(
     'DEIT_MAX_QUEUE_DELAY_MS',
     intInRange(0, 10_000),
-    2,
-    'dynamic batching: longest wait for a batch to fill',
+    0,
+    'dynamic batching: longest wait for a batch to fill (0: a batch takes what queued while the previous one ran)',
   ),
   maxQueueSize: field(
     'DEIT_MAX_QUEUE_SIZE',

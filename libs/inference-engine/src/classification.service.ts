@@ -51,7 +51,13 @@ export class ClassificationService {
         ? tensorInput(request.tensor, model)
         : await this.imageInput(request.image ?? new Uint8Array(), model);
       const preprocessed = performance.now();
-      const batched = await model.batcher.submit(input, context);
+      this.metrics.queueLength.inc();
+      let batched;
+      try {
+        batched = await model.batcher.submit(input, context);
+      } finally {
+        this.metrics.queueLength.dec();
+      }
       const { cls, dist } = batched.result;
       const logits = headLogits(head, cls, dist);
       const predictions = topK(logits, request.topK || DEFAULT_TOP_K).map((p) => ({

@@ -75,7 +75,7 @@ export class InferenceMetrics {
   });
   readonly queueLength = new Gauge({
     name: 'deit_pending_requests',
-    help: 'Requests waiting in dynamic batchers',
+    help: 'Requests submitted to dynamic batchers and not yet answered (queued or computing)',
     registers: [this.registry],
   });
 

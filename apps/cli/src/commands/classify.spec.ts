@@ -107,7 +107,7 @@ describe('deit classify', () => {
     expect(lines[0]).toMatch(/^FILE\s+MODEL\s+HEAD\s+#\s+LABEL\s+PROBABILITY\s+CLS\/DIST$/);
     expect(lines).toHaveLength(1 + 2 * 2);
     expect(lines[1]).toMatch(
-      /cat\.png\s+tiny:3\s+dist\s+1\s+cat\s+0\.5000\s+differ \(cls dog, dist #2\), KL 0\.2500$/,
+      /cat\.png\s+tiny:3\s+dist\s+1\s+cat\s+0\.5000\s+differ \(cls dog, dist class 2\), KL 0\.2500$/,
     );
     expect(lines[2]).toMatch(/^\s+2\s+dog\s+0\.2500$/);
   });

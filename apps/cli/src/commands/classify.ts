@@ -110,7 +110,9 @@ export async function runClassifyCommand(argv: string[], io: ClassifyIo): Promis
         return { file, response: await classify(client, settings, bytes) };
       } catch (error) {
         const e = error as ServiceError;
-        return { file, error: { code: status[e.code] ?? String(e.code), message: e.details || e.message } };
+        // grpc-js ends connection failures with an empty "Resolution note:".
+        const message = (e.details || e.message).replace(/\.?\s*Resolution note:\s*$/, '');
+        return { file, error: { code: status[e.code] ?? String(e.code), message } };
       }
     });
     // The service being down is one problem, not one per image.
@@ -249,7 +251,8 @@ function formatOutcomes(outcomes: readonly Outcome[]): string {
     const res = o.response;
     const model = res.model ? `${res.model.name}:${res.model.version}` : '?';
     // Labels of classes outside the top-k are not in the response; their index stands in.
-    const label = (index: number) => res.predictions.find((p) => p.index === index)?.label ?? `#${index}`;
+    const label = (index: number) =>
+      res.predictions.find((p) => p.index === index)?.label ?? `class ${index}`;
     res.predictions.forEach((p, rank) => {
       const first = rank === 0;
       rows.push([
