@@ -1,0 +1,29 @@
+/**
+ * The trainer's job machinery: fine-tune spec validation, the durable SQLite job store, the runner that
+ * executes jobs in worker processes (resuming them after a crash), and job event streams. The training
+ * itself plugs in as a job function registered under a job kind.
+ */
+export * from './job';
+export * from './spec';
+export * from './job-function';
+export {
+  JobStore,
+  JOB_STORE_SCHEMA_VERSION,
+  DEFAULT_PAGE_SIZE,
+  MAX_PAGE_SIZE,
+  type CreateJobInput,
+  type JobStoreOptions,
+  type ListJobsQuery,
+  type StoreChange,
+  type TransitionOptions,
+} from './job-store';
+export {
+  JobRunner,
+  JOB_RUNNER_DEFAULTS,
+  WORKER_ENTRY,
+  type JobRunnerOptions,
+  type RunnerLogger,
+  type WorkerOptions,
+} from './job-runner';
+export { watchJob, watchJob$, DEFAULT_WATCH_POLL_MS, type WatchOptions } from './watch';
+export * from './proto';
