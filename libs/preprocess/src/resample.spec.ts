@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cropRaster, resizeWindow, type Raster } from './resample';
+import { cropRaster, resizeWindow, verticalPassFirst, type Raster } from './resample';
 
 function noise(width: number, height: number, channels: number, seed: number): Raster {
   const data = new Uint8Array(width * height * channels);
@@ -56,6 +56,38 @@ describe('resizeWindow (Pillow Resample.c port)', () => {
         }
       }
     }
+  });
+
+  it('gives the same pixels through a window when the vertical pass runs first', () => {
+    for (const channels of [1, 3]) {
+      const src = noise(30, 120, channels, 10 + channels);
+      for (const interpolation of ['bicubic', 'bilinear'] as const) {
+        for (const [w, h] of [
+          [20, 40], // vertical first
+          [45, 60], // vertical first, width upscaled
+          [12, 100], // horizontal first
+        ]) {
+          const whole = resizeWindow(src, w, h, interpolation, full(w, h));
+          const win = { left: 3, top: Math.floor(h / 5), width: w - 5, height: Math.ceil(h / 3) };
+          const expected = cropRaster({ data: whole, width: w, height: h, channels }, win);
+          expect(
+            resizeWindow(src, w, h, interpolation, win),
+            `${interpolation} ${w}×${h}×${channels}`,
+          ).toEqual(expected);
+        }
+      }
+    }
+  });
+
+  it('orders the passes as Pillow 13: vertical first when the height shrinks by > 2× the width’s shrink', () => {
+    expect(verticalPassFirst(100, 400, 32, 128)).toBe(true);
+    expect(verticalPassFirst(100, 400, 50, 299)).toBe(true);
+    expect(verticalPassFirst(100, 400, 150, 300)).toBe(true); // width grows
+    expect(verticalPassFirst(100, 400, 50, 300)).toBe(false); // exactly twice: horizontal first
+    expect(verticalPassFirst(400, 100, 128, 32)).toBe(false);
+    expect(verticalPassFirst(375, 500, 256, 341)).toBe(false);
+    expect(verticalPassFirst(80, 60, 200, 150)).toBe(false); // upscale
+    expect(verticalPassFirst(100, 400, 50, 400)).toBe(false); // height kept
   });
 
   it('is the identity at the same size', () => {

@@ -83,6 +83,16 @@ function raw(width: number, height: number, channels: 1 | 3 | 4, seed: number): 
   return sharp(synthPixels(width, height, channels, seed), { raw: { width, height, channels } });
 }
 
+/** Width × height of the tall and wide fixtures, named `tall-WxH.png` / `wide-WxH.png`. */
+export const TALL_AND_WIDE: ReadonlyArray<readonly [number, number]> = [
+  [100, 400],
+  [60, 300],
+  [90, 200],
+  [37, 513],
+  [300, 1200],
+  [400, 100],
+];
+
 /** The images the agreement test runs through both pipelines. */
 export async function agreementFixtures(): Promise<Fixture[]> {
   const make = async (name: string, width: number, height: number, bytes: Promise<Buffer> | Buffer) => ({
@@ -130,5 +140,16 @@ export async function agreementFixtures(): Promise<Fixture[]> {
     make('quantised-120x90.gif', 120, 90, raw(120, 90, 3, 15).gif().toBuffer()),
     make('lossless-100x70.webp', 100, 70, raw(100, 70, 4, 16).webp({ lossless: true }).toBuffer()),
     make('mnist-28x28.png', 28, 28, encodePng(28, 28, 8, 0, synthPixels(28, 28, 1, 13))),
+    // Tall and wide images: Pillow 13 resizes a much taller than wide downscale vertically first.
+    ...TALL_AND_WIDE.map(([width, height], i) =>
+      make(
+        `${width > height ? 'wide' : 'tall'}-${width}x${height}.png`,
+        width,
+        height,
+        raw(width, height, 3, 20 + i)
+          .png()
+          .toBuffer(),
+      ),
+    ),
   ]);
 }

@@ -10,8 +10,10 @@ torchvision on a PIL image, without importing either:
     Normalize(mean, std)                                   # float32 (x - mean) / std
 
 Reads a JSON list of cases on stdin: {image, imageSize, cropPct, interpolation, mean, std,
-channels, out}; writes each CHW float32 tensor (little-endian) to `out`. Prints library versions
-as JSON on stdout.
+channels, out}; writes each CHW float32 tensor (little-endian) to `out`. A case with
+"kind": "resize" is a bare `Image.resize` instead: {image (raw 8-bit HWC bytes), width, height,
+channels, size: [w, h], window: [left, top, width, height], interpolation, out}; it writes the
+window of the resized image as raw bytes. Prints library versions as JSON on stdout.
 """
 
 import json
@@ -62,9 +64,23 @@ def timm_eval(path, case):
     return (x - mean) / std
 
 
+def resize_window(case):
+    """Image.resize(size, filter) of a raw image, then the window: resample.ts's resizeWindow."""
+    mode = "L" if case["channels"] == 1 else "RGB"
+    with open(case["image"], "rb") as f:
+        img = Image.frombytes(mode, (case["width"], case["height"]), f.read())
+    img = img.resize(tuple(case["size"]), INTERPOLATION[case["interpolation"]])
+    left, top, width, height = case["window"]
+    return img.crop((left, top, left + width, top + height)).tobytes()
+
+
 def main():
     cases = json.load(sys.stdin)
     for case in cases:
+        if case.get("kind") == "resize":
+            with open(case["out"], "wb") as f:
+                f.write(resize_window(case))
+            continue
         out = timm_eval(case["image"], case)
         np.ascontiguousarray(out, dtype="<f4").tofile(case["out"])
     json.dump({"pillow": pillow_version, "numpy": np.__version__}, sys.stdout)
