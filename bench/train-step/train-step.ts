@@ -1,0 +1,371 @@
+/**
+ * Training-step benchmark: DeiT-Ti distilled, 32×32 input, patch 4, 10 classes, batch 64; forward of
+ * both heads + distillation loss + backward + AdamW. Measures, in one run on the same machine:
+ *   tfjs-local  one process, gradients accumulated over micro-batches (the wasm heap caps a pass)
+ *   tfjs-dp     data-parallel worker_threads (one wasm instance per core), gradients averaged
+ *   torch       the identical step in plain PyTorch (torch_step.py), OpenBLAS-openmp, 2 threads
+ * and prints ms/step with the ratio to PyTorch. `--profile` adds a per-kernel breakdown of one
+ * micro-batch forward+backward (tf.profile), to find what dominates.
+ *
+ * Usage: bench/train-step/run.sh [--steps 4] [--warmup 1] [--batch 64] [--micro 16] [--workers 2]
+ *        [--loss soft|hard] [--only tfjs-local,tfjs-dp,torch] [--profile] [--python /usr/bin/python3]
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { initBackend } from '../../libs/model/src/backend';
+import { DataParallelTrainer } from '../../libs/model/src/train/data-parallel/trainer';
+import {
+  createTrainTask,
+  DEIT_TASK_MODULE,
+  type DeitTaskOptions,
+} from '../../libs/model/src/train/deit-task';
+import { accumulateGradients } from '../../libs/model/src/train/gradients';
+import { LocalTrainer } from '../../libs/model/src/train/local-trainer';
+import { threadCpuMs, wasmHeapBytes } from '../../libs/model/src/train/resources';
+import { registerGradients } from '../../libs/model/src/train/register-gradients';
+import type { HostBatch } from '../../libs/model/src/train/task';
+
+type Stack = 'tfjs-local' | 'tfjs-dp' | 'torch';
+
+interface Args {
+  steps: number;
+  warmup: number;
+  batch: number;
+  micro: number;
+  workers: number;
+  loss: 'soft' | 'hard';
+  only: Stack[];
+  profile: boolean;
+  python: string;
+}
+
+const PRESET = 'deit_tiny_distilled_patch4_32';
+const CLASSES = 10;
+const IMG = 32;
+// The step both stacks run: DeiT defaults for the loss (α 0.5, τ 1, numel), smoothing 0.1, AdamW.
+const LOSS = { alpha: 0.5, tau: 1, labelSmoothing: 0.1, softNormalization: 'numel' } as const;
+const OPTIMIZER = { lr: 5e-4, weightDecay: 0.05 };
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = {
+    steps: 4,
+    warmup: 1,
+    batch: 64,
+    micro: 16,
+    workers: 2,
+    loss: 'soft',
+    only: ['tfjs-local', 'tfjs-dp', 'torch'],
+    profile: false,
+    python: '/usr/bin/python3',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--steps':
+        args.steps = Number(value());
+        break;
+      case '--warmup':
+        args.warmup = Number(value());
+        break;
+      case '--batch':
+        args.batch = Number(value());
+        break;
+      case '--micro':
+        args.micro = Number(value());
+        break;
+      case '--workers':
+        args.workers = Number(value());
+        break;
+      case '--loss': {
+        const v = value();
+        if (v !== 'soft' && v !== 'hard') throw new Error('--loss must be soft or hard');
+        args.loss = v;
+        break;
+      }
+      case '--only':
+        args.only = value().split(',') as Stack[];
+        break;
+      case '--profile':
+        args.profile = true;
+        break;
+      case '--python':
+        args.python = value();
+        break;
+      default:
+        throw new Error(`unknown option ${flag}`);
+    }
+  }
+  return args;
+}
+
+/** Deterministic synthetic batch (the step's cost does not depend on the values). */
+function makeBatch(rows: number): HostBatch {
+  let state = 12345;
+  const uniform = (): number => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 2 ** 32;
+  };
+  return {
+    pixel_values: {
+      data: Float32Array.from({ length: rows * 3 * IMG * IMG }, () => uniform() * 4 - 2),
+      shape: [rows, 3, IMG, IMG],
+    },
+    labels: { data: Int32Array.from({ length: rows }, () => Math.floor(uniform() * CLASSES)), shape: [rows] },
+    teacher_logits: {
+      data: Float32Array.from({ length: rows * CLASSES }, () => uniform() * 6 - 3),
+      shape: [rows, CLASSES],
+    },
+  };
+}
+
+function stats(samples: readonly number[]): { median: number; min: number } {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { median: sorted[Math.floor((sorted.length - 1) / 2)], min: sorted[0] };
+}
+
+function gib(bytes: number | undefined): string {
+  return bytes === undefined ? 'n/a' : `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+}
+
+function fmt(ms: number): string {
+  return ms.toFixed(0).padStart(7);
+}
+
+/** One measured step: wall time, and CPU time spent on the critical path (see the summary's note). */
+interface Sample {
+  readonly wallMs: number;
+  readonly cpuMs: number | undefined;
+}
+
+async function benchLocal(args: Args, taskOptions: DeitTaskOptions, batch: HostBatch): Promise<Sample[]> {
+  const task = createTrainTask(taskOptions);
+  const trainer = new LocalTrainer(task, { optimizer: OPTIMIZER, microBatchSize: args.micro });
+  const samples: Sample[] = [];
+  for (let i = 0; i < args.warmup + args.steps; i++) {
+    const cpu0 = threadCpuMs();
+    const t0 = performance.now();
+    const result = trainer.step(batch);
+    const wallMs = performance.now() - t0;
+    const cpu1 = threadCpuMs();
+    const cpuMs = cpu0 === undefined || cpu1 === undefined ? undefined : cpu1 - cpu0;
+    if (i >= args.warmup) samples.push({ wallMs, cpuMs });
+    console.log(
+      `  tfjs-local step ${i}${i < args.warmup ? ' (warm-up)' : ''}: ${fmt(wallMs)} ms, cpu ${cpuMs?.toFixed(0) ?? 'n/a'} ms` +
+        `  (optimizer+upload ${result.optimizerMs.toFixed(0)} ms, loss ${result.losses['total']?.toFixed(4)})`,
+    );
+  }
+  console.log(`  wasm heap after the steps: ${gib(wasmHeapBytes())}`);
+  if (args.profile) await profileMicroBatch(task, batch, args.micro);
+  task.model.dispose();
+  return samples;
+}
+
+async function benchDataParallel(
+  args: Args,
+  taskOptions: DeitTaskOptions,
+  batch: HostBatch,
+): Promise<Sample[]> {
+  const t0 = performance.now();
+  const trainer = await DataParallelTrainer.create({
+    workers: args.workers,
+    taskModule: DEIT_TASK_MODULE,
+    taskOptions,
+    optimizer: OPTIMIZER,
+    microBatchSize: args.micro,
+  });
+  console.log(`  started ${args.workers} workers in ${(performance.now() - t0).toFixed(0)} ms`);
+  const samples: Sample[] = [];
+  try {
+    for (let i = 0; i < args.warmup + args.steps; i++) {
+      const s0 = performance.now();
+      const result = await trainer.step(batch);
+      const wallMs = performance.now() - s0;
+      const workerCpu = result.workerMs.map((w) => w.cpu);
+      // Critical path on idle cores: the slowest worker, then the leader's reduce + AdamW.
+      const cpuMs = workerCpu.some((c) => c === undefined)
+        ? undefined
+        : Math.max(...workerCpu.map((c) => c ?? 0)) + result.optimizerMs;
+      if (i >= args.warmup) samples.push({ wallMs, cpuMs });
+      const workers = result.workerMs
+        .map(
+          (w) =>
+            `${w.load.toFixed(0)}+${w.compute.toFixed(0)} cpu ${w.cpu?.toFixed(0) ?? 'n/a'} heap ${gib(w.heapBytes)}`,
+        )
+        .join('; ');
+      console.log(
+        `  tfjs-dp step ${i}${i < args.warmup ? ' (warm-up)' : ''}: ${fmt(wallMs)} ms  (workers load+grad ${workers};` +
+          ` reduce+AdamW ${result.optimizerMs.toFixed(0)} ms; loss ${result.losses['total']?.toFixed(4)})`,
+      );
+    }
+  } finally {
+    await trainer.close();
+  }
+  return samples;
+}
+
+/** Per-kernel time of one micro-batch forward+backward, summed by kernel name. */
+async function profileMicroBatch(
+  task: ReturnType<typeof createTrainTask>,
+  batch: HostBatch,
+  micro: number,
+): Promise<void> {
+  const rows = Math.min(micro, batch['labels']?.shape[0] ?? micro);
+  const slice: HostBatch = Object.fromEntries(
+    Object.entries(batch).map(([k, a]) => {
+      const row = a.shape.slice(1).reduce((x, y) => x * y, 1);
+      return [k, { data: a.data.subarray(0, rows * row), shape: [rows, ...a.shape.slice(1)] }];
+    }),
+  );
+  const byKernel = new Map<string, { ms: number; count: number }>();
+  let total = 0;
+  // On wasm every kernel is synchronous, so the profiler's per-kernel wall times are exact.
+  const info = await tf.profile(() => {
+    accumulateGradients(task, slice, { microBatchSize: rows });
+  });
+  const backend = tf.getBackend();
+  for (const k of info.kernels) {
+    // Ops and custom-gradient scopes are recorded too, around the kernels they run: count leaves only.
+    if (tf.getKernel(k.name, backend) === undefined) continue;
+    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    const key = `${k.name} ${JSON.stringify(k.inputShapes)}`;
+    const entry = byKernel.get(key) ?? { ms: 0, count: 0 };
+    entry.ms += ms;
+    entry.count += 1;
+    byKernel.set(key, entry);
+    total += ms;
+  }
+  console.log(
+    `\n  profile: one micro-batch of ${rows} (forward + backward), kernel time ${total.toFixed(0)} ms; top kernels (name, input shapes):`,
+  );
+  for (const [key, { ms, count }] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25)) {
+    console.log(
+      `  ${ms.toFixed(1).padStart(8)} ms ${((100 * ms) / total).toFixed(1).padStart(5)}%  ×${String(count).padStart(3)}  ${key}`,
+    );
+  }
+}
+
+function benchTorch(args: Args): { samples: Sample[]; info: string } | { skipped: string } {
+  const script = join(__dirname, 'torch_step.py');
+  if (!existsSync(args.python)) return { skipped: `${args.python} not found` };
+  const result = spawnSync(
+    args.python,
+    [
+      script,
+      '--steps',
+      String(args.steps),
+      '--warmup',
+      String(args.warmup),
+      '--batch',
+      String(args.batch),
+      '--loss',
+      args.loss,
+    ],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 30 * 60_000 },
+  );
+  if (result.status !== 0)
+    return { skipped: `torch_step.py failed (status ${result.status}): ${result.stdout.slice(-2000)}` };
+  const lines = result.stdout.trim().split('\n');
+  for (const line of lines.slice(0, -1)) console.log(`  ${line}`);
+  const summary = JSON.parse(lines[lines.length - 1]) as {
+    times_ms?: number[];
+    cpu_ms?: number[];
+    threads?: number;
+    info?: string;
+    skipped?: string;
+  };
+  if (summary.skipped !== undefined || summary.times_ms === undefined)
+    return { skipped: summary.skipped ?? 'no times' };
+  const threads = summary.threads ?? 1;
+  // Critical path on idle cores, if the threads split the work evenly: CPU time / threads.
+  const samples = summary.times_ms.map((wallMs, i) => {
+    const cpu = summary.cpu_ms?.[i];
+    return { wallMs, cpuMs: cpu === undefined ? undefined : cpu / threads };
+  });
+  return { samples, info: summary.info ?? '' };
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv);
+  const taskOptions: DeitTaskOptions = {
+    preset: PRESET,
+    numClasses: CLASSES,
+    seed: 0,
+    loss: { type: args.loss, ...LOSS },
+  };
+  const batch = makeBatch(args.batch);
+  const backend = await initBackend('wasm');
+  await registerGradients();
+  console.log(
+    `DeiT-Ti distilled 32x32 patch 4, ${CLASSES} classes, batch ${args.batch}, ${args.loss} distillation, AdamW; tfjs ${tf.version_core} on ${backend}`,
+  );
+  console.log(
+    `load average at start: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (2 cores; other load inflates every number)`,
+  );
+  const results = new Map<string, Sample[]>();
+  let torchNote = '';
+  for (const stack of args.only) {
+    console.log(`\n${stack}:`);
+    switch (stack) {
+      case 'tfjs-local':
+        results.set(`tfjs, 1 process, micro-batch ${args.micro}`, await benchLocal(args, taskOptions, batch));
+        break;
+      case 'tfjs-dp':
+        results.set(
+          `tfjs, ${args.workers} workers, micro-batch ${args.micro}`,
+          await benchDataParallel(args, taskOptions, batch),
+        );
+        break;
+      case 'torch': {
+        const torch = benchTorch(args);
+        if ('skipped' in torch) torchNote = `PyTorch skipped: ${torch.skipped}`;
+        else {
+          results.set('torch', torch.samples);
+          torchNote = torch.info;
+        }
+        break;
+      }
+    }
+  }
+  const torch = results.get('torch');
+  const torchWall = torch === undefined ? undefined : stats(torch.map((s) => s.wallMs));
+  const torchCpu = cpuMedian(torch);
+  const ratio = (value: number, reference: number | undefined): string =>
+    reference === undefined ? '' : `${(value / reference).toFixed(2)}x`;
+  console.log(`\nms/step after ${args.warmup} warm-up step(s), ${args.steps} measured; ratios to PyTorch`);
+  console.log(
+    `  ${''.padEnd(34)} ${'median'.padStart(7)} ${'ratio'.padStart(6)} ${'min'.padStart(7)} ${'ratio'.padStart(6)}` +
+      ` | ${'CPU est.'.padStart(8)} ${'ratio'.padStart(6)}`,
+  );
+  for (const [name, samples] of results) {
+    const wall = stats(samples.map((s) => s.wallMs));
+    const cpu = cpuMedian(samples);
+    console.log(
+      `  ${name.padEnd(34)} ${fmt(wall.median)} ${ratio(wall.median, torchWall?.median).padStart(6)}` +
+        ` ${fmt(wall.min)} ${ratio(wall.min, torchWall?.min).padStart(6)}` +
+        ` | ${cpu === undefined ? '     n/a' : fmt(cpu).padStart(8)} ${cpu === undefined ? '' : ratio(cpu, torchCpu).padStart(6)}`,
+    );
+  }
+  if (torchNote !== '') console.log(`  ${torchNote}`);
+  console.log(
+    '  Wall clock is the number to quote, from an idle machine. On a shared one, other load only adds time, so the' +
+      ' min is the better estimate; the CPU estimate (tfjs-local: main-thread CPU; tfjs-dp: slowest worker' +
+      " thread's CPU + the leader's reduce/AdamW; torch: process CPU / threads) discounts waiting, but OpenMP" +
+      " threads spin under contention, which inflates PyTorch's CPU.",
+  );
+  return 0;
+}
+
+function cpuMedian(samples: readonly Sample[] | undefined): number | undefined {
+  if (samples === undefined || samples.some((s) => s.cpuMs === undefined)) return undefined;
+  return stats(samples.map((s) => s.cpuMs ?? 0)).median;
+}
