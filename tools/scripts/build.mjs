@@ -32,7 +32,8 @@ for (const top of ['apps', 'libs']) {
     const out = join(outDir, relative(root, file)).replace(/\.ts$/, '.js');
     const { code, map } = await transformFile(file, {
       sourceMaps: true,
-      module: { type: 'commonjs', strictMode: true },
+      // ignoreDynamic keeps import() native: tfjs-core's gradient registry loads only that way in Node.
+      module: { type: 'commonjs', strictMode: true, ignoreDynamic: true },
       jsc: {
         target: 'es2022',
         parser: { syntax: 'typescript', decorators: true },
