@@ -1,0 +1,63 @@
+import { Controller, Inject } from '@nestjs/common';
+import { trainerV1 } from '@deit-serve/proto';
+import {
+  FINE_TUNE_JOB_KIND,
+  type FineTuneJobSpec,
+  type FineTuneResult,
+  fromProtoJobState,
+  JobRunner,
+  JobStore,
+  toProtoEvent,
+  toProtoJob,
+  runSpecChecks,
+  type SpecCheck,
+  validateFineTuneSpec,
+  watchJob$,
+  type JobRecord,
+} from '@deit-serve/trainer-engine';
+import { map, type Observable } from 'rxjs';
+import { SPEC_CHECKS, SPEC_OPTIONS, type SpecOptions } from './tokens';
+
+type FineTuneJob = JobRecord<FineTuneJobSpec, FineTuneResult>;
+
+@Controller()
+@trainerV1.TrainerServiceControllerMethods()
+export class TrainerController implements trainerV1.TrainerServiceController {
+  constructor(
+    private readonly store: JobStore,
+    private readonly runner: JobRunner,
+    @Inject(SPEC_OPTIONS) private readonly specOptions: SpecOptions,
+    @Inject(SPEC_CHECKS) private readonly checks: readonly SpecCheck[],
+  ) {}
+
+  async startFineTune(request: trainerV1.StartFineTuneRequest): Promise<trainerV1.StartFineTuneResponse> {
+    // Every bad field is reported at once (INVALID_ARGUMENT) before anything is queued: first the
+    // spec's form, then what it names (models, teacher, dataset, label sets).
+    const spec = validateFineTuneSpec(request.spec ?? null, this.specOptions);
+    await runSpecChecks(spec, this.checks);
+    const { job } = this.store.create({ kind: FINE_TUNE_JOB_KIND, spec, requestId: request.requestId });
+    return { job: toProtoJob(job as FineTuneJob) };
+  }
+
+  getJob(request: trainerV1.GetJobRequest): trainerV1.GetJobResponse {
+    return { job: toProtoJob(this.store.get<FineTuneJobSpec, FineTuneResult>(request.jobId)) };
+  }
+
+  listJobs(request: trainerV1.ListJobsRequest): trainerV1.ListJobsResponse {
+    const { jobs, nextPageToken } = this.store.list({
+      states: request.states.map(fromProtoJobState),
+      pageSize: request.pageSize,
+      pageToken: request.pageToken,
+    });
+    return { jobs: jobs.map((j) => toProtoJob(j as FineTuneJob)), nextPageToken };
+  }
+
+  watchJob(request: trainerV1.WatchJobRequest): Observable<trainerV1.WatchJobResponse> {
+    this.store.get(request.jobId); // NOT_FOUND up front rather than an empty stream
+    return watchJob$(this.store, request.jobId).pipe(map((event) => ({ event: toProtoEvent(event) })));
+  }
+
+  cancelJob(request: trainerV1.CancelJobRequest): trainerV1.CancelJobResponse {
+    return { job: toProtoJob(this.runner.cancel(request.jobId) as FineTuneJob) };
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The trainer's fine-tune job: DeiT distillation from a frozen onnxruntime teacher, trained on
+ * TensorFlow.js (data-parallel across cores on wasm), checkpointed every epoch, evaluated per head,
+ * exported to ONNX, published to the registry with its lineage and curves, and promoted by policy.
+ */
+export {
+  augmentOptions,
+  createFineTuneJob,
+  EXPORT_CHECK_TOLERANCE,
+  FINE_TUNE_JOB_MODULE,
+  fineTuneJob,
+  fineTuneJobKinds,
+  specHash,
+  type FineTuneJobOptions,
+} from './fine-tune-job';
+export {
+  CHECKPOINT_FORMAT,
+  checkpointFileName,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  pruneCheckpoints,
+  readCheckpoint,
+  type Checkpoint,
+  type CheckpointState,
+  type LossPoint,
+  type TrainingHistory,
+} from './checkpoint';
+export { curvesSvg, renderCurvesPng } from './curves';
+export { AccuracyCounter, evaluateStudent, inTopK, top1Of, type EvaluateOptions } from './evaluate';
+export { buildLineage, gitCommit } from './lineage';
+export {
+  applyPromotion,
+  decidePromotion,
+  policyTop1,
+  type Incumbent,
+  type PromotionOutcome,
+} from './promotion';
+export {
+  deitConfigFromOnnx,
+  labelMismatch,
+  loadFineTuneSources,
+  sourcesSpecCheck,
+  teacherOutputs,
+  type FineTuneData,
+  type FineTuneSources,
+  type LoadSourcesOptions,
+  type StudentSourceModel,
+  type TeacherModel,
+} from './sources';
+export { defaultMicroBatch, plannedWorkers, type Parallelism } from './student-trainer';
+export { FINE_TUNE_TASK_MODULE, isTrainable, type FineTuneTaskOptions } from './train-task';
