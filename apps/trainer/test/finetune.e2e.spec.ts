@@ -63,6 +63,8 @@ describe('fine-tune end to end (registry + inference + trainer)', () => {
   const registryDir = join(dir, 'registry');
   const children: ChildProcess[] = [];
   let trainer: trainerV1Client.TrainerServiceClient;
+  let trainerEnv: Record<string, string>;
+  let trainerProcess: ChildProcess;
   let inference: inferenceV1Client.InferenceServiceClient;
 
   beforeAll(async () => {
@@ -95,13 +97,15 @@ describe('fine-tune end to end (registry + inference + trainer)', () => {
         DEIT_REGISTRY_WATCH: 'poll',
         DEIT_REGISTRY_POLL_MS: '200',
       }),
-      startService('trainer', {
-        DEIT_REGISTRY_DIR: registryDir,
-        DEIT_TRAINER_GRPC_PORT: String(trainerPort),
-        DEIT_JOBS_DB: join(dir, 'jobs.sqlite'),
-        DEIT_TRAINER_WORK_DIR: join(dir, 'work'),
-      }),
     );
+    trainerEnv = {
+      DEIT_REGISTRY_DIR: registryDir,
+      DEIT_TRAINER_GRPC_PORT: String(trainerPort),
+      DEIT_JOBS_DB: join(dir, 'jobs.sqlite'),
+      DEIT_TRAINER_WORK_DIR: join(dir, 'work'),
+    };
+    trainerProcess = startService('trainer', trainerEnv);
+    children.push(trainerProcess);
     await waitServing(`127.0.0.1:${inferencePort}`);
     await waitServing(`127.0.0.1:${trainerPort}`);
     trainer = new trainerV1Client.TrainerServiceClient(
@@ -121,7 +125,9 @@ describe('fine-tune end to end (registry + inference + trainer)', () => {
       children.map(
         (c) =>
           new Promise<void>((resolve) =>
-            c.exitCode !== null ? resolve() : (c.once('exit', () => resolve()), c.kill('SIGTERM')),
+            c.exitCode !== null || c.signalCode !== null
+              ? resolve()
+              : (c.once('exit', () => resolve()), c.kill('SIGTERM')),
           ),
       ),
     );
@@ -205,6 +211,93 @@ describe('fine-tune end to end (registry + inference + trainer)', () => {
         if (answered !== 2) await new Promise((r) => setTimeout(r, 200));
       }
       expect(answered).toBe(2);
+    },
+    JOB_TIMEOUT_MS,
+  );
+
+  const getJob = (jobId: string) =>
+    unary<trainerV1Client.GetJobRequest, trainerV1Client.GetJobResponse>(trainer.getJob.bind(trainer))({
+      jobId,
+    }).then((r) => r.job!);
+
+  async function waitFor(jobId: string, done: (job: trainerV1Client.Job) => boolean, timeoutMs: number) {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const job = await getJob(jobId).catch(() => undefined); // the trainer may be restarting
+      if (job && done(job)) return job;
+      if (Date.now() > until)
+        throw new Error(`job ${jobId}: condition not met in ${timeoutMs} ms (${JSON.stringify(job?.state)})`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  it(
+    'survives the trainer being killed mid-epoch: the job resumes from its checkpoint and publishes once',
+    async () => {
+      const start = unary<trainerV1Client.StartFineTuneRequest, trainerV1Client.StartFineTuneResponse>(
+        trainer.startFineTune.bind(trainer),
+      );
+      const { job } = await start({
+        spec: spec({
+          outputModel: 'fm-resumed',
+          dataset: { fashionMnist: {}, maxTrainImages: 320, maxEvalImages: 32 },
+          optimization: { epochs: 3, batchSize: 32, lr: 1e-3, lrFixed: true, warmupEpochs: 0 },
+          promotion: { alias: '', minImprovement: 0 },
+        }),
+        requestId: 'e2e-resume',
+      });
+      const jobId = job!.id;
+      // Kill the trainer (and with it the job's worker) once epoch 2 is under way.
+      await waitFor(jobId, (j) => (j.progress?.epoch ?? 0) >= 2 && (j.progress?.step ?? 0) >= 1, 300_000);
+      trainerProcess.kill('SIGKILL');
+      await new Promise((r) => trainerProcess.once('exit', r));
+      trainerProcess = startService('trainer', trainerEnv);
+      children.push(trainerProcess);
+      await waitServing(`127.0.0.1:${trainerEnv['DEIT_TRAINER_GRPC_PORT']}`);
+      const finished = await waitFor(
+        jobId,
+        (j) =>
+          j.state === trainerV1Client.JobState.JOB_STATE_SUCCEEDED ||
+          j.state === trainerV1Client.JobState.JOB_STATE_FAILED,
+        300_000,
+      );
+      expect(finished.error).toBe('');
+      expect(finished.state).toBe(trainerV1Client.JobState.JOB_STATE_SUCCEEDED);
+      expect(finished.resumes).toBeGreaterThanOrEqual(1);
+      const registry = await DirectoryRegistry.open(registryDir);
+      expect(await registry.listVersions('fm-resumed')).toEqual([1]); // published exactly once
+    },
+    JOB_TIMEOUT_MS,
+  );
+
+  it(
+    'cancels a running job within seconds',
+    async () => {
+      const start = unary<trainerV1Client.StartFineTuneRequest, trainerV1Client.StartFineTuneResponse>(
+        trainer.startFineTune.bind(trainer),
+      );
+      const { job } = await start({
+        spec: spec({
+          outputModel: 'fm-cancelled',
+          optimization: { epochs: 50, batchSize: 32, lr: 1e-3, lrFixed: true, warmupEpochs: 0 },
+        }),
+        requestId: 'e2e-cancel',
+      });
+      const jobId = job!.id;
+      await waitFor(jobId, (j) => (j.progress?.step ?? 0) >= 1, 120_000);
+      const asked = Date.now();
+      await unary<trainerV1Client.CancelJobRequest, trainerV1Client.CancelJobResponse>(
+        trainer.cancelJob.bind(trainer),
+      )({
+        jobId,
+      });
+      const cancelled = await waitFor(
+        jobId,
+        (j) => j.state === trainerV1Client.JobState.JOB_STATE_CANCELLED,
+        30_000,
+      );
+      expect(cancelled.state).toBe(trainerV1Client.JobState.JOB_STATE_CANCELLED);
+      expect(Date.now() - asked).toBeLessThan(15_000);
     },
     JOB_TIMEOUT_MS,
   );

@@ -13,11 +13,15 @@ import { randomResizedCropBox, resizedCrop, Rng, type Box } from '../src';
  */
 
 const python = process.env['PYTHON'] ?? 'python3';
-const probe = spawnSync(python, ['-c', 'import PIL, numpy'], { encoding: 'utf8' });
+const probe = spawnSync(python, ['-c', 'import PIL, numpy; print(PIL.__version__)'], { encoding: 'utf8' });
+const pillowMajor = Number.parseInt(probe.stdout ?? '', 10);
+// Pillow 13 changed the pass order of tall downscales (Pillow#9549); the port follows 13.
 const missing =
   probe.error !== undefined || probe.status !== 0
     ? `skipped: ${python} with pillow and numpy not found (pip install pillow numpy)`
-    : undefined;
+    : !(pillowMajor >= 13)
+      ? `skipped: Pillow ${probe.stdout.trim()} is older than 13, whose resize pass order this library follows`
+      : undefined;
 
 const REFERENCE = `
 import json, sys
