@@ -1,0 +1,180 @@
+// Shared by the k6 scripts: configuration from environment variables, the gRPC client, real image
+// payloads, and the checked Classify call. See load-tests/README.md.
+import grpc from 'k6/net/grpc';
+import encoding from 'k6/encoding';
+import { check, fail, sleep } from 'k6';
+import { Counter, Rate } from 'k6/metrics';
+
+const HEADS = { cls: 'HEAD_CLS', dist: 'HEAD_DIST', avg: 'HEAD_AVERAGE', average: 'HEAD_AVERAGE' };
+
+function number(name, fallback) {
+  const raw = __ENV[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value)) throw new Error(`${name}=${raw} is not a number`);
+  return value;
+}
+
+function heads(raw) {
+  const list = (raw || 'avg').split(',').map((h) => h.trim().toLowerCase());
+  for (const h of list) if (!HEADS[h]) throw new Error(`HEAD=${raw}: each of cls, dist, avg`);
+  return list.map((h) => HEADS[h]);
+}
+
+/** Everything the scripts read from the environment, with its default. */
+export const config = {
+  /** host:port of the inference service (a cluster: its headless Service or a port-forward). */
+  addr: __ENV.ADDR || '127.0.0.1:50051',
+  /** `name`, `name@alias` or `name:version`; empty: the service's default model. */
+  model: __ENV.MODEL || '',
+  /** Heads to request, in rotation: avg, cls, dist (comma-separated; default all three). */
+  heads: heads(__ENV.HEAD || 'avg,cls,dist'),
+  topK: number('TOP_K', 3),
+  /** Sent as `authorization: Bearer TOKEN` (a gateway or mesh in front of the service). */
+  token: __ENV.TOKEN || '',
+  /** TLS instead of plaintext (TLS=1), e.g. through an ingress. */
+  tls: __ENV.TLS === '1' || __ENV.TLS === 'true',
+  rate: number('RATE', 20),
+  duration: __ENV.DURATION || '1m',
+  /** Per-call deadline. */
+  timeout: __ENV.TIMEOUT || '10s',
+  /** Threshold on grpc_req_duration, milliseconds. */
+  p95: number('P95_MS', 250),
+  p99: number('P99_MS', 500),
+  /** Seconds to wait in setup() for grpc.health.v1 SERVING (0: it must be serving already). */
+  waitReady: number('WAIT_READY', 0),
+  images: (__ENV.IMAGES || 'sneaker-28.png,shirt-96.jpg,photo-640.jpg').split(',').map((s) => s.trim()),
+};
+
+// Init context only: the contracts (k6 resolves these paths from the main script's folder, load-tests/) and the images, read once per VU.
+const client = new grpc.Client();
+client.load(
+  [__ENV.PROTO_DIR || '../proto'],
+  'deit/inference/v1/inference.proto',
+  'grpc/health/v1/health.proto',
+);
+
+/** The fixture images, base64-encoded for the `bytes image` field (protobuf JSON mapping). */
+export const payloads = config.images.map((name) => ({
+  name,
+  image: encoding.b64encode(open(`../fixtures/${name}`, 'b')),
+}));
+
+/** Calls that did not end in OK, by the scripts' own count (connection failures included). */
+export const grpcErrors = new Rate('grpc_errors');
+/** Responses by the model version that produced them (tag `version`). */
+export const responsesByVersion = new Counter('responses_by_version');
+
+const params = () => {
+  const p = { timeout: config.timeout };
+  if (config.token) p.metadata = { authorization: `Bearer ${config.token}` };
+  return p;
+};
+
+let connected = false;
+
+/** Connects once per VU; a refused connection is a failed check and an error, not a silent skip. */
+export function connect() {
+  if (connected) return true;
+  try {
+    client.connect(config.addr, { plaintext: !config.tls, timeout: '10s' });
+    connected = true;
+  } catch (error) {
+    check(null, { 'connected to the service': () => false });
+    grpcErrors.add(1, { reason: 'connect' });
+    console.error(`cannot connect to ${config.addr}: ${error}`);
+    sleep(1);
+  }
+  return connected;
+}
+
+export function close() {
+  if (connected) client.close();
+  connected = false;
+}
+
+export function healthStatus() {
+  const res = client.invoke('grpc.health.v1.Health/Check', { service: '' }, params());
+  return res && res.status === grpc.StatusOK ? res.message.status : `grpc status ${res && res.status}`;
+}
+
+/**
+ * setup(): waits (WAIT_READY seconds at most) until the service reports SERVING, then describes the
+ * model under test. Aborts the run when the service is not there: nothing else would make sense.
+ */
+export function waitServing() {
+  const deadline = Date.now() + config.waitReady * 1000;
+  let last = 'not connected';
+  for (;;) {
+    try {
+      if (!connected) {
+        client.connect(config.addr, { plaintext: !config.tls, timeout: '5s' });
+        connected = true;
+      }
+      last = healthStatus();
+      if (last === 'SERVING') break;
+    } catch (error) {
+      last = String(error);
+      connected = false;
+    }
+    if (Date.now() >= deadline) fail(`${config.addr} is not SERVING: ${last}`);
+    sleep(1);
+  }
+  const res = client.invoke('deit.inference.v1.InferenceService/GetModel', { model: config.model }, params());
+  if (!res || res.status !== grpc.StatusOK)
+    fail(`GetModel(${config.model || 'default'}) failed: ${res && res.error && res.error.message}`);
+  const m = res.message;
+  console.log(
+    `${config.addr}: ${m.model.name}:${m.model.version} (${m.architecture}, ${m.input.imageSize}px, ${m.labels.length} labels); ` +
+      `images ${payloads.map((p) => p.name).join(', ')}`,
+  );
+  close();
+  return { name: m.model.name, version: m.model.version, labels: m.labels.length };
+}
+
+/**
+ * One Classify call with a real encoded image, checked: OK, the requested head and top-k, valid
+ * probabilities, and the exact version that answered. Returns the response (or null).
+ * `acceptable` lists status codes that count as handled (stress: RESOURCE_EXHAUSTED is load shedding).
+ */
+export function classify(iteration, acceptable = []) {
+  if (!connect()) return null;
+  const payload = payloads[iteration % payloads.length];
+  const head = config.heads[iteration % config.heads.length];
+  const request = { model: config.model, image: payload.image, head, topK: config.topK };
+  const res = client.invoke('deit.inference.v1.InferenceService/Classify', request, params());
+  const status = res ? res.status : -1;
+  const ok = status === grpc.StatusOK;
+  grpcErrors.add(!ok, { status: String(status) });
+  if (!ok && acceptable.includes(status)) {
+    check(res, { 'shed gracefully (acceptable status)': () => true });
+    return null;
+  }
+  const m = ok ? res.message : null;
+  check(res, {
+    'status is OK': () => ok,
+    'answered with the head asked for': () => ok && m.head === head,
+    'top-k predictions, probabilities in [0, 1], descending': () =>
+      ok &&
+      m.predictions.length === config.topK &&
+      m.predictions.every(
+        (p, i) =>
+          p.probability >= 0 &&
+          p.probability <= 1 &&
+          (i === 0 || p.probability <= m.predictions[i - 1].probability),
+      ),
+    'names the exact model version': () => ok && m.model.version > 0 && /^[0-9a-f]{64}$/.test(m.model.sha256),
+    'reports head disagreement': () => ok && m.disagreement !== undefined && m.disagreement !== null,
+  });
+  if (!ok) {
+    console.warn(
+      `Classify ${payload.name}: status ${status}: ${res && res.error ? res.error.message : 'no response'}`,
+    );
+    if (status === grpc.StatusUnavailable) close(); // reconnect on the next call
+    return null;
+  }
+  responsesByVersion.add(1, { version: String(m.model.version) });
+  return m;
+}
+
+export { grpc };
