@@ -1,7 +1,9 @@
 import { runModelsCommand } from '@deit-serve/registry';
 import { runClassifyCommand } from './commands/classify';
 import { exportCommand } from './commands/export';
+import { runFinetuneCommand } from './commands/finetune';
 import { importModelCommand } from './commands/import-model';
+import { runJobsCommand } from './commands/jobs';
 
 export interface CliIo {
   stdout: NodeJS.WritableStream;
@@ -18,6 +20,8 @@ commands:
   models list|show|promote|rollback|verify|gc   manage the model registry (deit models --help)
   models import --safetensors FILE ...          publish a timm checkpoint (deit models import --help)
   classify IMAGE... [--model REF] [--head H]    classify images with the inference service (deit classify --help)
+  finetune --output NAME STUDENT [--watch]      start a distillation fine-tune (deit finetune --help)
+  jobs list|show|watch|cancel                   manage fine-tune jobs on the trainer (deit jobs --help)
 `;
 
 const COMMANDS: Record<string, Command> = {
@@ -26,6 +30,8 @@ const COMMANDS: Record<string, Command> = {
   models: (argv, io) =>
     argv[0] === 'import' ? importModelCommand(argv.slice(1), io) : runModelsCommand(argv, io),
   classify: (argv, io) => runClassifyCommand(argv, io),
+  finetune: (argv, io) => runFinetuneCommand(argv, io),
+  jobs: (argv, io) => runJobsCommand(argv, io),
 };
 
 /** Dispatches `deit <command> ...`; returns the process exit code (2 for usage errors). */
