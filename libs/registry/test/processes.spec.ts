@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sampleRequest, tempDir } from './fixtures/sample';
 
-const REGISTER = join(__dirname, 'fixtures', 'register-ts.cjs');
+const REGISTER = join(__dirname, '..', '..', '..', 'tools', 'test-support', 'register-ts.cjs');
 const WORKER = join(__dirname, 'fixtures', 'publish-worker.ts');
 /** Node start-up plus on-the-fly compilation takes a few hundred ms per worker on two shared cores. */
 const WORKER_START_MARGIN_MS = 1500;
