@@ -1,4 +1,5 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { FASHION_MNIST_LABELS } from '@deit-serve/datasets';
 import { packageAndPublish, presetWeights } from '@deit-serve/packaging';
 import { healthV1Client, inferenceV1Client, trainerV1Client } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
@@ -16,18 +17,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * promotion policy moves an alias, and the running inference service answers from the new version.
  */
 const root = join(__dirname, '..', '..', '..');
-const FMNIST = [
-  'T-shirt/top',
-  'Trouser',
-  'Pullover',
-  'Dress',
-  'Coat',
-  'Sandal',
-  'Shirt',
-  'Sneaker',
-  'Bag',
-  'Ankle boot',
-];
 const JOB_TIMEOUT_MS = 420_000;
 
 function startService(app: 'inference' | 'trainer', env: Record<string, string>): ChildProcess {
@@ -82,7 +71,7 @@ describe('fine-tune end to end (registry + inference + trainer)', () => {
         spec: w.spec,
         preset,
         weights: w.weights,
-        labels: FMNIST,
+        labels: [...FASHION_MNIST_LABELS],
         input: w.input,
       });
       await registry.setAlias(name, 'production', 1);

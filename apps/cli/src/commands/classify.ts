@@ -2,6 +2,7 @@ import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js'
 import { inferenceV1Client } from '@deit-serve/proto';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { formatTable } from './table';
 
 export interface ClassifyIo {
   stdout: NodeJS.WritableStream;
@@ -267,22 +268,6 @@ function formatOutcomes(outcomes: readonly Outcome[]): string {
     });
   }
   return formatTable(header, rows);
-}
-
-/** Left-aligned columns separated by two spaces; the last column is not padded. */
-function formatTable(header: string[], rows: string[][]): string {
-  const all = [header, ...rows];
-  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return (
-    all
-      .map((cells) =>
-        cells
-          .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
 }
 
 function toJson(o: Outcome): unknown {

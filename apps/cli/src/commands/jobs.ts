@@ -1,6 +1,7 @@
 import { credentials, type ServiceError, status } from '@grpc/grpc-js';
 import { trainerV1Client } from '@deit-serve/proto';
 import { parseArgs } from 'node:util';
+import { formatTable } from './table';
 
 export interface TrainerIo {
   stdout: NodeJS.WritableStream;
@@ -461,22 +462,6 @@ export function formatJobDetails(job: Job): string {
   if (job.error) rows.push(['error', job.error]);
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${(k + ':').padEnd(width + 1)}  ${v}`).join('\n') + '\n';
-}
-
-/** Left-aligned columns separated by two spaces; the last column is not padded. */
-function formatTable(header: string[], rows: string[][]): string {
-  const all = [header, ...rows];
-  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return (
-    all
-      .map((cells) =>
-        cells
-          .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
 }
 
 export function jobJson(job: Job): unknown {
