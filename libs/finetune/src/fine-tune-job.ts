@@ -547,6 +547,7 @@ class FineTuneRun {
       trainer: { kind: trainer.kind, workers: trainer.workers, microBatchSize: trainer.microBatchSize },
       attempts: this.ctx.attempt,
       steps: this.globalStep,
+      trainSeconds: this.trainSeconds,
       imagesPerSecond:
         this.trainSeconds > 0 ? (this.globalStep * spec.optimization.batchSize) / this.trainSeconds : 0,
       gitCommit: await gitCommit(),

@@ -49,3 +49,35 @@ export {
 } from './sources';
 export { defaultMicroBatch, plannedWorkers, type Parallelism } from './student-trainer';
 export { FINE_TUNE_TASK_MODULE, isTrainable, type FineTuneTaskOptions } from './train-task';
+export {
+  latestCheckpointPath,
+  packageTeacher,
+  teacherSpecHash,
+  trainTeacher,
+  type PackagedTeacher,
+  type TeacherTrainingOptions,
+  type TeacherTrainingResult,
+  type TeacherTrainingSpec,
+} from './teacher-training';
+export {
+  countOnnxParameters,
+  evaluateOnnx,
+  readStageRecord,
+  runZoo,
+  ZOO_MODELS,
+  ZOO_PLAN,
+  ZOO_SEED,
+  ZOO_SERVING_ALIAS,
+  ZOO_STAGES,
+  ZOO_STUDENT_EPOCHS,
+  ZOO_STUDENT_PRESET,
+  ZOO_TEACHER_SPEC,
+  zooStudentSpec,
+  type OnnxEvaluation,
+  type StageRecord,
+  type StudentStage,
+  type ZooOptions,
+  type ZooPlan,
+  type ZooStage,
+} from './zoo';
+export { evaluateZoo, renderResultsMarkdown, zooFindings, type ZooResults, type ZooRow } from './zoo-report';

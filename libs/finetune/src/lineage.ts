@@ -21,6 +21,8 @@ export interface RunFacts {
   readonly trainer: { readonly kind: string; readonly workers: number; readonly microBatchSize?: number };
   readonly attempts: number;
   readonly steps: number;
+  /** Seconds of training steps over all attempts. */
+  readonly trainSeconds: number;
   readonly imagesPerSecond: number;
   readonly gitCommit: string | null;
 }
@@ -83,6 +85,7 @@ export function buildLineage(spec: FineTuneJobSpec, sources: FineTuneSources, fa
       },
       attempts: facts.attempts,
       steps: facts.steps,
+      train_seconds: Math.round(facts.trainSeconds),
       images_per_second: Number(facts.imagesPerSecond.toFixed(2)),
     },
     git_commit: facts.gitCommit,

@@ -39,11 +39,11 @@ const IMAGENET = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 
 /**
  * timm's pretrained eval config of a DeiT preset: 224 models crop_pct 0.9, 384 models 1.0, both
- * bicubic with ImageNet statistics; the small-image presets are for Fashion-MNIST-like 28–32 px
- * data (no resize, Fashion-MNIST statistics on the replicated grey channel).
+ * bicubic with ImageNet statistics; the small-image presets (under 64 px) are for Fashion-MNIST-like
+ * 28–32 px data (no resize, Fashion-MNIST statistics on the replicated grey channel).
  */
 function deitInput(preset: string, imgSize: number): Omit<InputSpec, 'name'> {
-  if (preset.includes('patch4')) {
+  if (imgSize < 64) {
     return {
       image_size: imgSize,
       channels: 3,

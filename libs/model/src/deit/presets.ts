@@ -9,6 +9,8 @@
  * - `deit_pico_distilled_patch4_28`: the default Fashion-MNIST student. 7×7 grid (51 tokens), D 96,
  *   6 blocks, 3 heads of 32: ~0.68 M parameters (2.7 MB of float32 in ONNX), sized so an epoch of
  *   Fashion-MNIST fits in minutes on one wasm core while leaving capacity for ≥ 90 % accuracy.
+ * - `deit_pico_distilled_patch7_28`: the same network on a 4×4 grid of 7 px patches (18 tokens),
+ *   ~3× cheaper per image, so a CPU budget buys ~3× more epochs.
  */
 
 export type DeitSize = 'pico' | 'tiny' | 'small' | 'base';
@@ -27,7 +29,8 @@ export type DeitPresetName =
   | 'deit_small_distilled_patch16_384'
   | 'deit_base_distilled_patch16_384'
   | 'deit_tiny_distilled_patch4_32'
-  | 'deit_pico_distilled_patch4_28';
+  | 'deit_pico_distilled_patch4_28'
+  | 'deit_pico_distilled_patch7_28';
 
 /** Everything that fixes the architecture (and therefore the weight names and shapes). */
 export interface DeitConfig {
@@ -83,6 +86,7 @@ export const DEIT_PRESETS: Readonly<Record<DeitPresetName, DeitPreset>> = {
   deit_base_distilled_patch16_384: preset('deit_base_distilled_patch16_384', 'base', 16, 384, true),
   deit_tiny_distilled_patch4_32: preset('deit_tiny_distilled_patch4_32', 'tiny', 4, 32, true, 10),
   deit_pico_distilled_patch4_28: preset('deit_pico_distilled_patch4_28', 'pico', 4, 28, true, 10),
+  deit_pico_distilled_patch7_28: preset('deit_pico_distilled_patch7_28', 'pico', 7, 28, true, 10),
 };
 
 export const DEIT_PRESET_NAMES = Object.keys(DEIT_PRESETS) as readonly DeitPresetName[];

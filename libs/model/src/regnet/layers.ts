@@ -322,6 +322,8 @@ export interface BatchNormParams {
   readonly bias: tf.Tensor1D;
   readonly runningMean: tf.Variable;
   readonly runningVar: tf.Variable;
+  /** Weight of this batch in the running-statistics update; default {@link BN_MOMENTUM}. */
+  readonly momentum?: number;
 }
 
 /**
@@ -335,8 +337,8 @@ function colMean(x: tf.Tensor): tf.Tensor1D {
 
 /**
  * Training-mode BatchNorm over the rows of x [n, c] with batch statistics (biased variance), then
- * optional ReLU. Updates the running statistics in place as PyTorch does (momentum 0.1, unbiased
- * variance). The gradient is the closed form through the batch statistics.
+ * optional ReLU. Updates the running statistics in place as PyTorch does (momentum 0.1 unless
+ * `p.momentum` says otherwise, unbiased variance). The gradient is the closed form through the batch statistics.
  */
 export function batchNormTrain(x: tf.Tensor2D, p: BatchNormParams, relu: boolean): tf.Tensor2D {
   const n = x.shape[0];
@@ -349,10 +351,9 @@ export function batchNormTrain(x: tf.Tensor2D, p: BatchNormParams, relu: boolean
     const xHat = tf.mul(centered, invStd);
     const affine = tf.add(tf.mul(xHat, gamma), beta);
     const value = relu ? tf.relu(affine) : affine;
-    p.runningMean.assign(tf.add(tf.mul(p.runningMean, 1 - BN_MOMENTUM), tf.mul(mean, BN_MOMENTUM)));
-    p.runningVar.assign(
-      tf.add(tf.mul(p.runningVar, 1 - BN_MOMENTUM), tf.mul(variance, (BN_MOMENTUM * n) / (n - 1))),
-    );
+    const m = p.momentum ?? BN_MOMENTUM;
+    p.runningMean.assign(tf.add(tf.mul(p.runningMean, 1 - m), tf.mul(mean, m)));
+    p.runningVar.assign(tf.add(tf.mul(p.runningVar, 1 - m), tf.mul(variance, (m * n) / (n - 1))));
     save(relu ? [xHat, invStd, gamma, value] : [xHat, invStd, gamma]);
     return {
       value,

@@ -203,6 +203,36 @@ describe('RegNet model', () => {
     m.dispose();
   });
 
+  it('recomputes BatchNorm statistics as the plain mean over batches, whatever they were before', () => {
+    const m = new RegNet(TINY, { weights: perturbed(initRegNetWeights(TINY), 17) });
+    const x1 = randn([4, 3, 12, 12]) as tf.Tensor4D;
+    const x2 = tf.mul<tf.Tensor4D>(randn([4, 3, 12, 12]), 3);
+    const buffers = (): Map<string, Float32Array> =>
+      new Map([...m.getWeights()].filter(([n]) => n.includes('.running_')).map(([n, t]) => [n, t.data]));
+    expect(m.recomputeBatchNormStatistics([x1])).toBe(1);
+    const only1 = buffers();
+    m.recomputeBatchNormStatistics([x2]);
+    const only2 = buffers();
+    expect(m.recomputeBatchNormStatistics([x1, x2])).toBe(2);
+    const both = buffers();
+    expect(both.size).toBeGreaterThan(4);
+    for (const [name, values] of both) {
+      const a = only1.get(name) as Float32Array;
+      const b = only2.get(name) as Float32Array;
+      values.forEach((v, i) => expect(v).toBeCloseTo((a[i] + b[i]) / 2, 4));
+      // The two batches differ in scale, so the average is not either one.
+      if (name.endsWith('running_var')) expect(Array.from(values)).not.toEqual(Array.from(a));
+    }
+    // Later training-mode calls use PyTorch's momentum again (0.1).
+    const before = buffers().get('stem.bn.running_mean') as Float32Array;
+    tf.dispose(m.forward(x2, { training: true }));
+    const after = buffers().get('stem.bn.running_mean') as Float32Array;
+    const stat2 = only2.get('stem.bn.running_mean') as Float32Array;
+    after.forEach((v, i) => expect(v).toBeCloseTo(0.9 * before[i] + 0.1 * stat2[i], 4));
+    tf.dispose([x1, x2]);
+    m.dispose();
+  });
+
   it('has a gradient for every trainable variable on wasm, and one SGD step lowers the loss', () => {
     // No zeroed last BN (it would zero most gradients at step 0), and positive SE fc1 biases: with
     // only 2 reduction channels both ReLUs can be off for a whole toy batch.

@@ -275,6 +275,8 @@ function toPyTorch(spec: RegNetTensorSpec, data: Float32Array): Float32Array {
 export interface RegNetForwardOptions {
   /** Batch statistics in BatchNorm (and running-statistics updates). Default false. */
   readonly training?: boolean;
+  /** Weight of this batch in the running-statistics update of training mode; default 0.1 (PyTorch). */
+  readonly bnMomentum?: number;
 }
 
 const IGNORED_SUFFIX = '.num_batches_tracked';
@@ -302,6 +304,8 @@ export class RegNet {
   private readonly blocks: readonly RegNetBlock[];
   private readonly slots = new Map<string, Slot>();
   private disposed = false;
+  /** Momentum of the forward pass in progress (see `RegNetForwardOptions.bnMomentum`). */
+  private bnMomentum: number | undefined;
 
   /** Prefer `createRegNet`. Without `weights` the model is initialised from `seed` (see initRegNetWeights). */
   constructor(config: RegNetConfig, options: { weights?: NamedWeights } & RegNetInitOptions = {}) {
@@ -372,6 +376,7 @@ export class RegNet {
     if (pixelValues.dtype !== 'float32')
       throw new Error(`pixel_values must be float32, got ${pixelValues.dtype}`);
     const training = options.training ?? false;
+    this.bnMomentum = options.bnMomentum;
     return tf.tidy(() => {
       const x = tf.transpose(pixelValues, [0, 2, 3, 1]);
       let h = this.convBn(
@@ -390,6 +395,24 @@ export class RegNet {
         this.v('head.fc.bias') as tf.Tensor1D,
       );
     });
+  }
+
+  /**
+   * Precise BatchNorm (as pycls, RegNet's reference trainer, does after training): replaces every
+   * running mean and variance by the plain average of the batch statistics over `batches`, computed
+   * with the current weights. Training updates the running statistics with a momentum while the
+   * weights still move, and data-parallel workers keep their own; this gives the final weights their
+   * own statistics. Returns the number of batches used.
+   */
+  recomputeBatchNormStatistics(batches: Iterable<tf.Tensor4D>): number {
+    this.assertLive();
+    let k = 0;
+    for (const batch of batches) {
+      k++;
+      // Momentum 1/k makes the running value the mean of the k batch statistics so far.
+      tf.dispose(this.forward(batch, { training: true, bnMomentum: 1 / k }));
+    }
+    return k;
   }
 
   dispose(): void {
@@ -448,6 +471,7 @@ export class RegNet {
       bias: this.v(`${prefix}.bn.bias`) as tf.Tensor1D,
       runningMean: this.v(`${prefix}.bn.running_mean`),
       runningVar: this.v(`${prefix}.bn.running_var`),
+      ...(this.bnMomentum !== undefined && { momentum: this.bnMomentum }),
     };
     return tf.reshape(batchNorm(tf.reshape(x, [B * H * W, C]), params, relu, training), [B, H, W, C]);
   }

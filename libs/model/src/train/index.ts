@@ -37,6 +37,12 @@ export {
   type DistillationType,
   type SoftNormalization,
 } from './losses';
+export {
+  createTrainTask as createRegNetTrainTask,
+  REGNET_TASK_MODULE,
+  type RegNetTaskOptions,
+  type RegNetTrainTask,
+} from './regnet-task';
 export { threadCpuMs, wasmHeapBytes } from './resources';
 export { gradientsRegistered, registerGradients } from './register-gradients';
 export { cosineLr, deitCosineSchedule, deitScaledLr, perStep, type CosineScheduleOptions } from './schedule';

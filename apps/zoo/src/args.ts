@@ -1,0 +1,65 @@
+import { ZOO_STAGES, type ZooStage } from '@deit-serve/finetune';
+
+export interface ZooArgs {
+  /** Training stages to run (in the zoo's order); empty with `evaluateOnly`. */
+  readonly stages: readonly ZooStage[];
+  readonly evaluateOnly: boolean;
+  readonly registryDir: string;
+  readonly recordsDir: string;
+  readonly workDir: string;
+  readonly datasetDir?: string;
+  readonly resultsPath: string;
+  readonly help: boolean;
+}
+
+export const ZOO_USAGE = `Usage: npm run zoo -- [STAGE...] [options]
+
+Trains the default models on Fashion-MNIST with seed 0, publishes them to the registry, evaluates
+every published file on the 10k test images through onnxruntime and writes RESULTS.md. Finished
+stages are skipped; an interrupted stage resumes from its last checkpoint.
+
+Stages: ${ZOO_STAGES.join(', ')} (default: all, in this order), or "evaluate" to only re-evaluate.
+
+Options:
+  --registry DIR   registry to publish to (default: $DEIT_REGISTRY_DIR, else ./registry)
+  --records DIR    finished-stage records (default: ./zoo)
+  --work DIR       checkpoints (default: ./var/zoo)
+  --dataset DIR    Fashion-MNIST IDX files (default: /usr/share/datasets/fashion-mnist)
+  --results FILE   results page (default: ./RESULTS.md)
+  -h, --help       this text`;
+
+/** Parses the command line; throws with a message naming the bad argument. */
+export function parseZooArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ZooArgs {
+  const stages: ZooStage[] = [];
+  let evaluateOnly = false;
+  let help = false;
+  const values: Record<string, string> = {};
+  const flags = new Set(['--registry', '--records', '--work', '--dataset', '--results']);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '-h' || arg === '--help') help = true;
+    else if (flags.has(arg)) {
+      const value = argv[++i];
+      if (value === undefined || value.startsWith('--')) throw new Error(`${arg} needs a value`);
+      values[arg] = value;
+    } else if (arg === 'evaluate') evaluateOnly = true;
+    else if ((ZOO_STAGES as readonly string[]).includes(arg)) stages.push(arg as ZooStage);
+    else
+      throw new Error(`unknown argument ${JSON.stringify(arg)}; stages: ${ZOO_STAGES.join(', ')}, evaluate`);
+  }
+  if (evaluateOnly && stages.length > 0) throw new Error('"evaluate" runs no training stage; give it alone');
+  return {
+    stages: evaluateOnly
+      ? []
+      : stages.length === 0
+        ? ZOO_STAGES
+        : ZOO_STAGES.filter((s) => stages.includes(s)),
+    evaluateOnly,
+    registryDir: values['--registry'] ?? env['DEIT_REGISTRY_DIR'] ?? 'registry',
+    recordsDir: values['--records'] ?? 'zoo',
+    workDir: values['--work'] ?? 'var/zoo',
+    ...(values['--dataset'] !== undefined && { datasetDir: values['--dataset'] }),
+    resultsPath: values['--results'] ?? 'RESULTS.md',
+    help,
+  };
+}

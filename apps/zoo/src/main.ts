@@ -1,0 +1,69 @@
+/**
+ * `npm run zoo`: trains, publishes and evaluates the default models (see @deit-serve/finetune zoo).
+ * Ctrl-C stops at the next step with a checkpoint; the next run resumes.
+ */
+import { writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { FASHION_MNIST_DIR, loadFashionMnist } from '@deit-serve/datasets';
+import { evaluateZoo, gitCommit, renderResultsMarkdown, runZoo } from '@deit-serve/finetune';
+import { DirectoryRegistry } from '@deit-serve/registry';
+import { parseZooArgs, ZOO_USAGE } from './args';
+
+function machine(): string {
+  const cores = cpus();
+  return `${cores.length} × ${cores[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, no GPU used (tfjs wasm training, onnxruntime CPU)`;
+}
+
+async function main(): Promise<number> {
+  const args = parseZooArgs(process.argv.slice(2), process.env);
+  if (args.help) {
+    process.stdout.write(`${ZOO_USAGE}\n`);
+    return 0;
+  }
+  const log = (message: string): void => {
+    process.stdout.write(`[zoo ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+  };
+  const controller = new AbortController();
+  process.once('SIGINT', () => {
+    log('stopping at the next step (a checkpoint is kept); run again to resume');
+    controller.abort(new Error('interrupted'));
+  });
+  const registry = await DirectoryRegistry.open(args.registryDir);
+  const host = machine();
+  if (!args.evaluateOnly) {
+    await runZoo({
+      registry,
+      recordsDir: args.recordsDir,
+      workDir: args.workDir,
+      ...(args.datasetDir !== undefined && { datasetDir: args.datasetDir }),
+      stages: args.stages,
+      log,
+      signal: controller.signal,
+      machine: host,
+    });
+  }
+  log('evaluating the published files on the 10k test images (onnxruntime)');
+  const test = (await loadFashionMnist(args.datasetDir ?? FASHION_MNIST_DIR, 'test')).dataset;
+  const results = await evaluateZoo({
+    registry,
+    recordsDir: args.recordsDir,
+    test,
+    machine: host,
+    gitCommit: await gitCommit(),
+    log,
+  });
+  await writeFile(join(args.recordsDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(args.resultsPath, `${renderResultsMarkdown(results, 'npm run zoo')}\n`);
+  log(`wrote ${args.resultsPath}`);
+  return 0;
+}
+
+main()
+  .then((code) => {
+    process.exitCode = code;
+  })
+  .catch((error: unknown) => {
+    process.stderr.write(`zoo: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  });

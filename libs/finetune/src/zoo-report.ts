@@ -1,0 +1,200 @@
+/**
+ * The zoo's results: every finished stage's published file evaluated on the 10k Fashion-MNIST test
+ * images through onnxruntime (the runtime and preprocessing the inference service uses), rendered as
+ * a table in the shape of the DeiT paper's Table 3.
+ */
+import type { ImageDataset } from '@deit-serve/datasets';
+import type { ModelRegistry } from '@deit-serve/registry';
+import {
+  evaluateOnnx,
+  readStageRecord,
+  ZOO_STAGES,
+  type OnnxEvaluation,
+  type StageRecord,
+  type ZooStage,
+} from './zoo';
+
+export interface ZooRow {
+  readonly record: StageRecord;
+  readonly evaluation: OnnxEvaluation;
+}
+
+export interface ZooResults {
+  readonly rows: Partial<Record<ZooStage, ZooRow>>;
+  readonly missing: readonly ZooStage[];
+  readonly evaluatedAt: string;
+  readonly machine: string;
+  readonly gitCommit: string | null;
+}
+
+export async function evaluateZoo(options: {
+  registry: ModelRegistry;
+  recordsDir: string;
+  test: ImageDataset;
+  machine: string;
+  gitCommit: string | null;
+  log?: (message: string) => void;
+}): Promise<ZooResults> {
+  const rows: Partial<Record<ZooStage, ZooRow>> = {};
+  const missing: ZooStage[] = [];
+  for (const stage of ZOO_STAGES) {
+    const record = await readStageRecord(options.recordsDir, stage);
+    if (record === undefined) {
+      missing.push(stage);
+      continue;
+    }
+    const evaluation = await evaluateOnnx(
+      options.registry,
+      `${record.model}:${record.version}`,
+      options.test,
+    );
+    if (evaluation.images !== options.test.size) {
+      throw new Error(`${stage}: evaluated ${evaluation.images} of ${options.test.size} test images`);
+    }
+    options.log?.(
+      `${stage}: ${record.model}:${record.version} top-1 ` +
+        Object.entries(evaluation.top1)
+          .map(([head, v]) => `${head} ${pct(v)}`)
+          .join(', ') +
+        `, ${evaluation.imagesPerSecond.toFixed(0)} img/s`,
+    );
+    rows[stage] = { record, evaluation };
+  }
+  return {
+    rows,
+    missing,
+    evaluatedAt: new Date().toISOString(),
+    machine: options.machine,
+    gitCommit: options.gitCommit,
+  };
+}
+
+function pct(fraction: number | undefined): string {
+  return fraction === undefined ? '—' : `${(fraction * 100).toFixed(2)}%`;
+}
+
+function minutes(seconds: number): string {
+  return seconds < 0 ? '—' : `${(seconds / 60).toFixed(1)} min`;
+}
+
+/** The checks the issue asks for, stated from the numbers (never assumed). */
+export function zooFindings(results: ZooResults): string[] {
+  const { teacher, none, soft, hard } = results.rows;
+  const out: string[] = [];
+  if (teacher) {
+    const t = teacher.evaluation.top1.cls;
+    out.push(`Teacher top-1 ${pct(t)}: ${t >= 0.92 ? 'meets' : 'MISSES'} the 92.0% target.`);
+  }
+  if (hard) {
+    const avg = hard.evaluation.top1.avg ?? 0;
+    out.push(
+      `Hard-distilled student, average head ${pct(avg)}: ${avg >= 0.9 ? 'meets' : 'MISSES'} the 90.0% target.`,
+    );
+    const best = Math.max(hard.evaluation.top1.cls, hard.evaluation.top1.dist ?? 0);
+    const gap = (avg - best) * 100;
+    out.push(
+      `Average head vs the better single head: ${gap >= 0 ? '+' : ''}${gap.toFixed(2)} points ` +
+        `(${gap >= -0.2 ? 'within 0.2 points or above, as the paper finds' : "MORE than 0.2 points below — the paper's claim does not hold here"}).`,
+    );
+  }
+  if (hard && none) {
+    const h = hard.evaluation.top1.avg ?? 0;
+    const n = none.evaluation.top1.cls;
+    out.push(
+      `Hard distillation vs none (same budget and seed): ${pct(h)} vs ${pct(n)} ` +
+        `(${h > n ? 'hard wins' : 'hard does NOT win'}, ${((h - n) * 100).toFixed(2)} points).`,
+    );
+  }
+  if (soft && none) {
+    const s = soft.evaluation.top1.cls;
+    const n = none.evaluation.top1.cls;
+    out.push(`Soft vs none (CLS head): ${pct(s)} vs ${pct(n)} (${((s - n) * 100).toFixed(2)} points).`);
+  }
+  return out;
+}
+
+/** RESULTS.md: the Table 3-shaped table, how it was made, and the curves. */
+export function renderResultsMarkdown(results: ZooResults, command: string): string {
+  const { rows } = results;
+  const teacherTop1 = rows.teacher?.evaluation.top1.cls;
+  const line = (label: string, row: ZooRow | undefined): string => {
+    if (row === undefined) return `| ${label} | not run yet | | | | | | |`;
+    const e = row.evaluation;
+    const cls = e.top1.cls;
+    return (
+      `| ${label} | ${pct(cls)} | ${pct(e.top1.dist)} | ${pct(e.top1.avg)} | ${pct(teacherTop1)} | ` +
+      `${e.parameters.toLocaleString('en-US')} | ${minutes(row.record.trainSeconds)} | ${e.imagesPerSecond.toFixed(0)} |`
+    );
+  };
+  const versions = ZOO_STAGES.flatMap((stage) => {
+    const row = rows[stage];
+    return row === undefined
+      ? []
+      : [
+          `| ${stage} | \`${row.record.model}:${row.record.version}\` | \`${row.record.sha256.slice(0, 16)}…\` | ` +
+            `${(row.evaluation.onnxBytes / 1e6).toFixed(2)} MB | ${minutes(row.record.wallSeconds)} | ${row.record.gitCommit?.slice(0, 10) ?? '—'} |`,
+        ];
+  });
+  const curves = ZOO_STAGES.flatMap((stage) => {
+    const row = rows[stage];
+    return row === undefined
+      ? []
+      : [
+          `### ${stage}: \`${row.record.model}:${row.record.version}\``,
+          '',
+          `![${stage} training curves](registry/${row.record.model}/${row.record.version}/curves.png)`,
+          '',
+        ];
+  });
+  return [
+    "# Results: default models trained here, and DeiT's distillation ablation on Fashion-MNIST",
+    '',
+    `Generated by \`${command}\` from the published files (do not edit by hand).`,
+    '',
+    'Every number below is top-1 on the **10,000 Fashion-MNIST test images**, computed through',
+    "onnxruntime on the exact `model.onnx` files in `registry/`, with each manifest's preprocessing —",
+    'what the inference service serves. The test set is used for reporting only: no choice of',
+    'recipe, epoch or checkpoint was made on it.',
+    '',
+    "## Table 3 (shape of the DeiT paper's), Fashion-MNIST",
+    '',
+    '| distillation | CLS head | DIST head | average | teacher | parameters | training time | inference img/s |',
+    '|---|---|---|---|---|---|---|---|',
+    line('none', rows.none),
+    line('soft', rows.soft),
+    line('hard', rows.hard),
+    '',
+    rows.teacher === undefined
+      ? 'Teacher: not trained yet.'
+      : `Teacher \`${rows.teacher.record.model}:${rows.teacher.record.version}\` (RegNetY, \`${'regnety_fmnist_28'}\`): ` +
+        `${pct(rows.teacher.evaluation.top1.cls)} top-1, ${rows.teacher.evaluation.parameters.toLocaleString('en-US')} parameters, ` +
+        `${minutes(rows.teacher.record.trainSeconds)} of training, ${rows.teacher.evaluation.imagesPerSecond.toFixed(0)} img/s.`,
+    '',
+    'Columns: top-1 of the class-token head, the distillation-token head, and their average (mean of',
+    "logits, as DeiT evaluates); the teacher's top-1; trainable parameters; seconds spent in training",
+    'steps (all sittings; evaluation and export excluded); onnxruntime throughput at batch 64 on this',
+    'machine (CPU, preprocessing excluded). The `none` student still has a distillation head: it gets no',
+    'gradient (the official `none` loss), so its DIST column shows an untrained head.',
+    '',
+    '## Findings',
+    '',
+    ...zooFindings(results).map((f) => `- ${f}`),
+    ...(results.missing.length > 0 ? [`- Not finished yet: ${results.missing.join(', ')}.`] : []),
+    '',
+    '## How these numbers were made',
+    '',
+    `- Command: \`npm run zoo\` (resumable; each stage is skipped once its record in \`zoo/\` names a`,
+    '  registry version with the same sha256). Re-evaluate only: `npm run zoo -- evaluate`.',
+    `- Seed: 0 for every stage. Recipes: \`libs/finetune/src/zoo.ts\` (\`ZOO_TEACHER_SPEC\`, \`zooStudentSpec\`).`,
+    `- Machine: ${results.machine}.`,
+    `- Evaluated at ${results.evaluatedAt}, commit ${results.gitCommit ?? 'unknown'}.`,
+    '',
+    '| stage | version | model.onnx sha256 | size | stage wall time | trained at commit |',
+    '|---|---|---|---|---|---|',
+    ...versions,
+    '',
+    '## Training curves',
+    '',
+    ...curves,
+  ].join('\n');
+}

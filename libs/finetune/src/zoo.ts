@@ -1,0 +1,481 @@
+/**
+ * The model zoo: the project's default models, trained here from real data (Fashion-MNIST) with a
+ * fixed seed, and DeiT's distillation ablation (paper Table 3: none / soft / hard) reproduced.
+ *
+ *   teacher  RegNetY (`regnety_fmnist_28`) trained from scratch on the 60k training images
+ *   none     DeiT student, labels only
+ *   soft     DeiT student, soft distillation from the teacher
+ *   hard     DeiT student, hard distillation from the teacher (the default model: `production`)
+ *   evaluate every published file on the 10k test images through onnxruntime, as the service runs it
+ *
+ * Students are trained by the trainer's own fine-tune job (the function its worker processes run),
+ * all three with the same spec apart from the distillation type. Each finished stage writes a record
+ * (`<records>/<stage>.json`, committed with the registry); a stage whose record names a version the
+ * registry still holds, with the same sha256, is skipped. An interrupted stage resumes from its last
+ * checkpoint (`<work>/<stage>`), so the whole run may span several sittings.
+ */
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  datasetHash,
+  evalBatches,
+  FASHION_MNIST_DIR,
+  loadFashionMnist,
+  type ImageDataset,
+} from '@deit-serve/datasets';
+import { readOnnxWeights } from '@deit-serve/model';
+import { trainerV1 } from '@deit-serve/proto';
+import type { ModelRegistry, VersionInfo } from '@deit-serve/registry';
+import { OnnxModelSession } from '@deit-serve/runtime';
+import {
+  validateFineTuneSpec,
+  type FineTuneJobSpec,
+  type FineTuneResult,
+  type JobContext,
+} from '@deit-serve/trainer-engine';
+import { readCheckpoint } from './checkpoint';
+import { AccuracyCounter } from './evaluate';
+import { createFineTuneJob } from './fine-tune-job';
+import { gitCommit } from './lineage';
+import {
+  latestCheckpointPath,
+  packageTeacher,
+  trainTeacher,
+  type TeacherTrainingSpec,
+} from './teacher-training';
+
+export const ZOO_STAGES = ['teacher', 'none', 'soft', 'hard'] as const;
+export type ZooStage = (typeof ZOO_STAGES)[number];
+export type StudentStage = Exclude<ZooStage, 'teacher'>;
+
+export const ZOO_SEED = 0;
+
+/** Registry names of the zoo's models. */
+export const ZOO_MODELS: Readonly<Record<ZooStage, string>> = {
+  teacher: 'fmnist-teacher',
+  none: 'fmnist-deit-nodistill',
+  soft: 'fmnist-deit-soft',
+  hard: 'fmnist-deit',
+};
+
+/** The alias `npm start` serves, moved to the hard-distilled student. */
+export const ZOO_SERVING_ALIAS = 'production';
+
+export const ZOO_TEACHER_SPEC: TeacherTrainingSpec = {
+  preset: 'regnety_fmnist_28',
+  seed: ZOO_SEED,
+  epochs: 6,
+  batchSize: 128,
+  lr: 2e-3,
+  weightDecay: 0.05,
+  warmupEpochs: 1,
+  warmupLr: 1e-5,
+  minLr: 1e-5,
+  labelSmoothing: 0.1,
+  augment: { crop: { kind: 'padded', padding: 2 }, hflip: 0.5 },
+  bnStatImages: 8192,
+  evalIntervalEpochs: 1,
+};
+
+/**
+ * The student recipe, identical for none / soft / hard apart from the distillation type: the DeiT
+ * recipe (AdamW, warm-up + cosine, label smoothing 0.1, stochastic depth 0.1) at a budget this
+ * machine trains in under an hour per student; a higher learning rate than DeiT's 5e-4·B/512 because
+ * the students start from scratch and train for epochs, not hundreds of them.
+ */
+export function zooStudentSpec(
+  stage: StudentStage,
+  teacherRef: string,
+  datasetDir: string,
+): trainerV1.FineTuneSpec {
+  const type = {
+    none: trainerV1.DistillationType.DISTILLATION_TYPE_NONE,
+    soft: trainerV1.DistillationType.DISTILLATION_TYPE_SOFT,
+    hard: trainerV1.DistillationType.DISTILLATION_TYPE_HARD,
+  }[stage];
+  return {
+    outputModel: ZOO_MODELS[stage],
+    student: { preset: ZOO_STUDENT_PRESET },
+    // The baseline gets the teacher too (only its top-1 is reported): same data path, same cost.
+    teacher: { registryRef: teacherRef },
+    dataset: {
+      fashionMnist: { dir: datasetDir, evalOnTest: true },
+      validationFraction: 0,
+      maxTrainImages: 0,
+      maxEvalImages: 0,
+    },
+    distillation: {
+      type,
+      alpha: 0.5,
+      tau: 1,
+      softNormalization: trainerV1.SoftNormalization.SOFT_NORMALIZATION_NUMEL,
+    },
+    optimization: {
+      epochs: ZOO_STUDENT_EPOCHS,
+      batchSize: 128,
+      lr: 1e-3,
+      lrFixed: true,
+      weightDecay: 0.05,
+      warmupEpochs: 1,
+      warmupLr: 1e-5,
+      minLr: 1e-5,
+      labelSmoothing: 0.1,
+      dropPath: 0.05,
+    },
+    augmentation: {
+      crop: trainerV1.CropMode.CROP_MODE_PADDED,
+      padding: 2,
+      horizontalFlip: true,
+      randomErasing: 0,
+      mixupAlpha: 0,
+      cutmixAlpha: 0,
+    },
+    seed: ZOO_SEED,
+    trainable: { all: true },
+    evalIntervalEpochs: ZOO_STUDENT_EPOCHS,
+    promotion: undefined,
+  };
+}
+
+export const ZOO_STUDENT_PRESET = 'deit_pico_distilled_patch4_28';
+export const ZOO_STUDENT_EPOCHS = 6;
+
+/** What the zoo trains: the teacher's spec and each student's fine-tune request. */
+export interface ZooPlan {
+  readonly teacher: TeacherTrainingSpec;
+  readonly student: (stage: StudentStage, teacherRef: string, datasetDir: string) => trainerV1.FineTuneSpec;
+}
+
+export const ZOO_PLAN: ZooPlan = { teacher: ZOO_TEACHER_SPEC, student: zooStudentSpec };
+
+/** What a finished stage leaves behind (committed next to the registry). */
+export interface StageRecord {
+  readonly stage: ZooStage;
+  readonly model: string;
+  readonly version: number;
+  /** sha256 of model.onnx. */
+  readonly sha256: string;
+  readonly trainSeconds: number;
+  /** Wall time of the stage in the sitting that finished it (training, evaluation, export). */
+  readonly wallSeconds: number;
+  readonly parameters: number;
+  readonly finishedAt: string;
+  readonly gitCommit: string | null;
+  readonly machine: string;
+}
+
+export interface ZooOptions {
+  readonly registry: ModelRegistry;
+  /** Stage records (committed). */
+  readonly recordsDir: string;
+  /** Checkpoints and scratch space (not committed). */
+  readonly workDir: string;
+  readonly datasetDir?: string;
+  readonly log?: (message: string) => void;
+  readonly signal?: AbortSignal;
+  /** Stages to run (default all, in order); finished ones are skipped unless `force`. */
+  readonly stages?: readonly ZooStage[];
+  readonly machine: string;
+  /** Default {@link ZOO_PLAN}; tests train smaller ones. */
+  readonly plan?: ZooPlan;
+  /** Default `auto` (data-parallel workers on wasm); `local` trains in this thread. */
+  readonly parallelism?: 'auto' | 'local';
+}
+
+export async function readStageRecord(recordsDir: string, stage: ZooStage): Promise<StageRecord | undefined> {
+  try {
+    return JSON.parse(await readFile(join(recordsDir, `${stage}.json`), 'utf8')) as StageRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The record's version, if the registry still holds it unchanged. */
+async function recordedVersion(
+  registry: ModelRegistry,
+  record: StageRecord | undefined,
+): Promise<VersionInfo | undefined> {
+  return record === undefined
+    ? undefined
+    : verifiedVersion(registry, record.model, record.version, record.sha256);
+}
+
+/** `model:version`, if the registry holds it intact with model.onnx of this sha256. */
+async function verifiedVersion(
+  registry: ModelRegistry,
+  model: string,
+  version: number,
+  sha256: string,
+): Promise<VersionInfo | undefined> {
+  try {
+    const info = await registry.getManifest(`${model}:${version}`, { integrity: 'full' });
+    return info.manifest.files['model.onnx']?.sha256 === sha256 ? info : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function runZoo(options: ZooOptions): Promise<void> {
+  const log = options.log ?? (() => undefined);
+  const datasetDir = options.datasetDir ?? FASHION_MNIST_DIR;
+  const stages = options.stages ?? ZOO_STAGES;
+  await mkdir(options.recordsDir, { recursive: true });
+  for (const stage of ZOO_STAGES) {
+    if (!stages.includes(stage)) continue;
+    const existing = await recordedVersion(
+      options.registry,
+      await readStageRecord(options.recordsDir, stage),
+    );
+    if (existing !== undefined) {
+      log(`${stage}: done (${existing.model}:${existing.version}), skipped`);
+      continue;
+    }
+    options.signal?.throwIfAborted();
+    const started = performance.now();
+    log(`${stage}: starting`);
+    const record =
+      stage === 'teacher'
+        ? await runTeacherStage(options, datasetDir, log)
+        : await runStudentStage(options, stage, datasetDir, log);
+    const full: StageRecord = { ...record, wallSeconds: Math.round((performance.now() - started) / 1000) };
+    await writeFile(join(options.recordsDir, `${stage}.json`), `${JSON.stringify(full, null, 2)}\n`);
+    log(`${stage}: published ${full.model}:${full.version} in ${full.wallSeconds} s`);
+    if (stage === 'hard') {
+      await options.registry.setAlias(full.model, ZOO_SERVING_ALIAS, full.version, {
+        reason: 'zoo: hard-distilled student is the default model',
+      });
+      log(`${full.model}@${ZOO_SERVING_ALIAS} → ${full.version}`);
+    }
+  }
+}
+
+type PartialRecord = Omit<StageRecord, 'wallSeconds'>;
+
+async function runTeacherStage(
+  options: ZooOptions,
+  datasetDir: string,
+  log: (m: string) => void,
+): Promise<PartialRecord> {
+  const train = (await loadFashionMnist(datasetDir, 'train')).dataset;
+  const test = (await loadFashionMnist(datasetDir, 'test')).dataset;
+  const spec = (options.plan ?? ZOO_PLAN).teacher;
+  const result = await trainTeacher({
+    ...(options.parallelism === 'local' && { workers: 1 }),
+    spec,
+    train,
+    eval: test,
+    evalSetName: 'test',
+    workDir: join(options.workDir, 'teacher'),
+    log: (m) => log(`teacher: ${m}`),
+    ...(options.signal !== undefined && { signal: options.signal }),
+  });
+  const commit = await gitCommit();
+  const { request, onnxTop1 } = await packageTeacher(result, {
+    spec,
+    eval: test,
+    evalSetName: 'test',
+    dataset: { name: 'fashion-mnist', sha256: datasetHash(train) },
+    gitCommit: commit,
+  });
+  log(`teacher: exported ONNX top-1 on the test set ${onnxTop1.toFixed(4)} (onnxruntime)`);
+  const info = await options.registry.publish(ZOO_MODELS.teacher, request);
+  return {
+    stage: 'teacher',
+    model: info.model,
+    version: info.version,
+    sha256: info.manifest.files['model.onnx']?.sha256 ?? '',
+    trainSeconds: Math.round(result.trainSeconds),
+    parameters: result.parameters,
+    finishedAt: new Date().toISOString(),
+    gitCommit: commit,
+    machine: options.machine,
+  };
+}
+
+async function runStudentStage(
+  options: ZooOptions,
+  stage: StudentStage,
+  datasetDir: string,
+  log: (m: string) => void,
+): Promise<PartialRecord> {
+  const teacher = await recordedVersion(
+    options.registry,
+    await readStageRecord(options.recordsDir, 'teacher'),
+  );
+  if (teacher === undefined) throw new Error(`${stage}: the teacher stage has not finished; run it first`);
+  const spec: FineTuneJobSpec = validateFineTuneSpec(
+    (options.plan ?? ZOO_PLAN).student(stage, `${teacher.model}:${teacher.version}`, datasetDir),
+  );
+  const workDir = join(options.workDir, stage);
+  await mkdir(workDir, { recursive: true });
+  await dropStalePublishMarker(options.registry, workDir, spec.outputModel, (m) => log(`${stage}: ${m}`));
+  const resumePath = await latestCheckpointPath(workDir);
+  const resumeFrom =
+    resumePath === undefined
+      ? undefined
+      : { path: resumePath, epoch: (await readCheckpoint(resumePath)).state.epochsCompleted };
+  const signal = options.signal ?? new AbortController().signal;
+  let lastProgress = 0;
+  const ctx: JobContext<FineTuneJobSpec> = {
+    jobId: `zoo-${stage}`,
+    spec,
+    workDir,
+    ...(resumeFrom !== undefined && { resumeFrom }),
+    attempt: resumeFrom === undefined ? 1 : 2,
+    signal,
+    report: {
+      progress: (p) => {
+        const now = performance.now();
+        if (now - lastProgress < 30_000) return;
+        lastProgress = now;
+        log(
+          `${stage}: epoch ${p.epoch}/${p.epochs} step ${p.step}/${p.stepsPerEpoch} loss ${(p.loss?.total ?? NaN).toFixed(4)} ` +
+            `${(p.imagesPerSecond ?? 0).toFixed(1)} img/s, ETA ${Math.round((p.etaSeconds ?? 0) / 60)} min`,
+        );
+      },
+      eval: () => undefined,
+      checkpoint: () => Promise.resolve(),
+      log: (m) => log(`${stage}: ${m}`),
+      backend: () => undefined,
+    },
+  };
+  const result: FineTuneResult = await createFineTuneJob({
+    registry: options.registry,
+    parallelism: options.parallelism ?? 'auto',
+  })(ctx);
+  const loaded = await options.registry.loadVersion(`${result.model}:${result.version}`);
+  const info = loaded;
+  const onnx = loaded.files.get('model.onnx');
+  const trainSeconds = Number(info.manifest.lineage?.hyperparameters['train_seconds'] ?? NaN);
+  return {
+    stage,
+    model: result.model,
+    version: result.version,
+    sha256: info.manifest.files['model.onnx']?.sha256 ?? result.sha256,
+    trainSeconds: Number.isFinite(trainSeconds) ? trainSeconds : -1,
+    parameters: onnx === undefined ? 0 : countOnnxParameters(onnx),
+    finishedAt: new Date().toISOString(),
+    gitCommit: await gitCommit(),
+    machine: options.machine,
+  };
+}
+
+/**
+ * The fine-tune job records what it published in its work dir and, when rerun, finishes with that
+ * version instead of publishing again. If that version is gone or changed, the marker is dropped so
+ * the job publishes anew (from its last checkpoint, not from scratch).
+ */
+async function dropStalePublishMarker(
+  registry: ModelRegistry,
+  workDir: string,
+  model: string,
+  log: (m: string) => void,
+): Promise<void> {
+  const path = join(workDir, 'published.json');
+  let marker: { version?: number; sha256?: string };
+  try {
+    marker = JSON.parse(await readFile(path, 'utf8')) as typeof marker;
+  } catch {
+    return;
+  }
+  const { version, sha256 } = marker;
+  const still =
+    version !== undefined &&
+    sha256 !== undefined &&
+    (await verifiedVersion(registry, model, version, sha256)) !== undefined;
+  if (!still) {
+    log(`the version an earlier attempt published is gone or changed; publishing again`);
+    await rm(path, { force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation through onnxruntime
+
+export interface OnnxEvaluation {
+  readonly model: string;
+  readonly version: number;
+  readonly images: number;
+  /** Top-1 per head; a single-output model (the teacher) has `cls` only. */
+  readonly top1: { readonly cls: number; readonly dist?: number; readonly avg?: number };
+  /** Images per second of onnxruntime alone at batch 64 over the test set (preprocessing excluded). */
+  readonly imagesPerSecond: number;
+  readonly parameters: number;
+  readonly onnxBytes: number;
+}
+
+/** Top-1 of a registry version's model.onnx on `dataset`, with the manifest's own preprocessing. */
+export async function evaluateOnnx(
+  registry: ModelRegistry,
+  ref: string,
+  dataset: ImageDataset,
+  options: { batchSize?: number; intraOpThreads?: number } = {},
+): Promise<OnnxEvaluation> {
+  const version = await registry.loadVersion(ref);
+  const m = version.manifest;
+  const onnx = version.files.get('model.onnx');
+  if (onnx === undefined) throw new Error(`${ref} has no model.onnx`);
+  const session = await OnnxModelSession.create(onnx, {
+    logger: { warn: () => undefined },
+    ...(options.intraOpThreads !== undefined && { intraOpThreads: options.intraOpThreads }),
+  });
+  const classes = dataset.numClasses;
+  const cls = new AccuracyCounter(classes);
+  const dist = new AccuracyCounter(classes);
+  const avg = new AccuracyCounter(classes);
+  const distName = m.outputs.dist;
+  let images = 0;
+  let runMs = 0;
+  try {
+    const inputSpec = {
+      imageSize: m.input.image_size,
+      mean: m.input.mean,
+      std: m.input.std,
+      interpolation: m.input.interpolation,
+      cropPct: m.input.crop_pct,
+    };
+    for (const batch of evalBatches(dataset, { batchSize: options.batchSize ?? 64, inputSpec })) {
+      const t0 = performance.now();
+      const out = await session.run({ [m.input.name]: { data: batch.pixels, dims: batch.dims } });
+      runMs += performance.now() - t0;
+      const clsLogits = out[m.outputs.cls]?.data;
+      if (clsLogits === undefined) throw new Error(`${ref} returned no ${m.outputs.cls}`);
+      cls.add(clsLogits, batch.labels);
+      if (distName !== null) {
+        const distLogits = out[distName]?.data;
+        if (distLogits === undefined) throw new Error(`${ref} returned no ${distName}`);
+        dist.add(distLogits, batch.labels);
+        const mean = new Float32Array(clsLogits.length);
+        for (let i = 0; i < mean.length; i++) mean[i] = (clsLogits[i] + distLogits[i]) / 2;
+        avg.add(mean, batch.labels);
+      }
+      images += batch.size;
+    }
+  } finally {
+    await session.release();
+  }
+  return {
+    model: version.model,
+    version: version.version,
+    images,
+    top1:
+      distName === null
+        ? { cls: cls.result().top1 }
+        : { cls: cls.result().top1, dist: dist.result().top1, avg: avg.result().top1 },
+    imagesPerSecond: images / (runMs / 1000),
+    parameters: countOnnxParameters(onnx),
+    onnxBytes: onnx.length,
+  };
+}
+
+/**
+ * Parameter count of an exported file: the elements of its float initializers (the timm-named
+ * weights), BatchNorm running statistics excluded as timm's count excludes buffers.
+ */
+export function countOnnxParameters(onnx: Uint8Array): number {
+  let count = 0;
+  for (const [name, tensor] of readOnnxWeights(onnx).weights) {
+    if (!/\.running_(mean|var)$/.test(name)) count += tensor.data.length;
+  }
+  return count;
+}

@@ -1,0 +1,205 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadFashionMnist } from '@deit-serve/datasets';
+import { DirectoryRegistry } from '@deit-serve/registry';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  evaluateZoo,
+  readStageRecord,
+  renderResultsMarkdown,
+  runZoo,
+  ZOO_MODELS,
+  ZOO_SERVING_ALIAS,
+  ZOO_TEACHER_SPEC,
+  zooFindings,
+  zooStudentSpec,
+  type ZooOptions,
+  type ZooPlan,
+  type ZooResults,
+} from '../src';
+import { writeFashionMnist } from './fixtures/fine-tune-fixtures';
+
+// The real recipes at a toy budget: same code path, seconds instead of hours.
+const PLAN: ZooPlan = {
+  teacher: { ...ZOO_TEACHER_SPEC, epochs: 1, batchSize: 32, bnStatImages: 64, warmupEpochs: 0 },
+  student: (stage, teacherRef, datasetDir) => {
+    const spec = zooStudentSpec(stage, teacherRef, datasetDir);
+    return {
+      ...spec,
+      student: { preset: 'deit_pico_distilled_patch7_28' },
+      optimization: spec.optimization && { ...spec.optimization, epochs: 1, batchSize: 32, warmupEpochs: 0 },
+      evalIntervalEpochs: 1,
+    };
+  },
+};
+
+let root: string;
+let dataset: string;
+let registry: DirectoryRegistry;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'zoo-'));
+  dataset = await writeFashionMnist(join(root, 'fmnist'), 64, 30);
+  registry = await DirectoryRegistry.open(join(root, 'registry'));
+});
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+function options(logs: string[]): ZooOptions {
+  return {
+    registry,
+    recordsDir: join(root, 'records'),
+    workDir: join(root, 'work'),
+    datasetDir: dataset,
+    plan: PLAN,
+    parallelism: 'local',
+    machine: 'test machine',
+    log: (m) => logs.push(m),
+  };
+}
+
+describe('the model zoo', () => {
+  it('refuses a student stage before the teacher exists', async () => {
+    const fresh = await DirectoryRegistry.open(join(root, 'empty-registry'));
+    await expect(
+      runZoo({ ...options([]), registry: fresh, recordsDir: join(root, 'no-records'), stages: ['hard'] }),
+    ).rejects.toThrow(/teacher stage has not finished/);
+  });
+
+  it(
+    'trains teacher and three students, records them, serves the hard student, skips finished stages',
+    { timeout: 300_000 },
+    async () => {
+      const logs: string[] = [];
+      await runZoo(options(logs));
+      const records = await Promise.all(
+        (['teacher', 'none', 'soft', 'hard'] as const).map((s) => readStageRecord(join(root, 'records'), s)),
+      );
+      expect(records.map((r) => r?.model)).toEqual([
+        ZOO_MODELS.teacher,
+        ZOO_MODELS.none,
+        ZOO_MODELS.soft,
+        ZOO_MODELS.hard,
+      ]);
+      for (const r of records) {
+        expect(r?.sha256).toMatch(/^[0-9a-f]{64}$/);
+        expect(r?.trainSeconds).toBeGreaterThanOrEqual(0);
+        expect(r?.parameters).toBeGreaterThan(100_000);
+      }
+      expect((await registry.getAliases(ZOO_MODELS.hard))[ZOO_SERVING_ALIAS]).toBe(records[3]?.version);
+      // Each student distilled from the recorded teacher version, with its own distillation type.
+      const hard = await registry.getManifest(`${ZOO_MODELS.hard}:${records[3]?.version}`);
+      expect(hard.manifest.lineage?.teacher).toContain(`${ZOO_MODELS.teacher}:${records[0]?.version}`);
+      const soft = await registry.getManifest(`${ZOO_MODELS.soft}:${records[2]?.version}`);
+      expect(JSON.stringify(soft.manifest.lineage?.hyperparameters)).toContain('"type":"soft"');
+
+      // A second run skips every stage.
+      const again: string[] = [];
+      await runZoo(options(again));
+      expect(again.filter((m) => m.endsWith('skipped'))).toHaveLength(4);
+      expect(await registry.listVersions(ZOO_MODELS.hard)).toHaveLength(1);
+
+      // A record that no longer matches the registry reruns that stage only; the job finds what it
+      // published before (still intact) and records it again rather than training anew.
+      const path = join(root, 'records', 'none.json');
+      const record = JSON.parse(await readFile(path, 'utf8')) as { sha256: string };
+      await writeFile(path, JSON.stringify({ ...record, sha256: '0'.repeat(64) }));
+      const rerun: string[] = [];
+      await runZoo({ ...options(rerun), stages: ['none', 'hard'] });
+      expect(rerun.filter((m) => m.endsWith('skipped'))).toEqual([expect.stringMatching(/^hard: done/)]);
+      expect(rerun.some((m) => /already published by an earlier attempt/.test(m))).toBe(true);
+      expect(await registry.listVersions(ZOO_MODELS.none)).toHaveLength(1);
+      expect((await readStageRecord(join(root, 'records'), 'none'))?.sha256).toBe(record.sha256);
+
+      // If that version is gone from the registry, the stage publishes again.
+      await rm(join(root, 'registry', ZOO_MODELS.none), { recursive: true });
+      const republished: string[] = [];
+      await runZoo({ ...options(republished), stages: ['none'] });
+      expect(republished.some((m) => /gone or changed; publishing again/.test(m))).toBe(true);
+      expect(await registry.listVersions(ZOO_MODELS.none)).toHaveLength(1);
+
+      // Evaluation through onnxruntime on the test split, and the results page.
+      const test = (await loadFashionMnist(dataset, 'test')).dataset;
+      const results = await evaluateZoo({
+        registry,
+        recordsDir: join(root, 'records'),
+        test,
+        machine: 'test machine',
+        gitCommit: null,
+      });
+      expect(results.missing).toEqual([]);
+      const row = results.rows.hard;
+      expect(row?.evaluation.images).toBe(30);
+      expect(Object.keys(row?.evaluation.top1 ?? {})).toEqual(['cls', 'dist', 'avg']);
+      expect(Object.keys(results.rows.teacher?.evaluation.top1 ?? {})).toEqual(['cls']);
+      // The tfjs evaluation recorded at publish time and onnxruntime's agree on the same file.
+      expect(row?.evaluation.top1.avg).toBeCloseTo(hard.manifest.metrics?.top1.avg ?? -1, 6);
+      const page = renderResultsMarkdown(results, 'npm run zoo');
+      expect(page).toContain('| distillation | CLS head | DIST head | average | teacher |');
+      expect(page).toMatch(/\| hard \| \d+\.\d\d% \| \d+\.\d\d% \| \d+\.\d\d% \| \d+\.\d\d% \|/);
+      expect(page).toContain(`registry/${ZOO_MODELS.hard}/${records[3]?.version}/curves.png`);
+    },
+  );
+});
+
+describe('zoo findings', () => {
+  const row = (top1: { cls: number; dist?: number; avg?: number }) => ({
+    record: {
+      stage: 'hard' as const,
+      model: 'm',
+      version: 1,
+      sha256: 'a'.repeat(64),
+      trainSeconds: 60,
+      wallSeconds: 70,
+      parameters: 1,
+      finishedAt: '',
+      gitCommit: null,
+      machine: '',
+    },
+    evaluation: {
+      model: 'm',
+      version: 1,
+      images: 10_000,
+      top1,
+      imagesPerSecond: 1,
+      parameters: 1,
+      onnxBytes: 1,
+    },
+  });
+  const results = (rows: ZooResults['rows']): ZooResults => ({
+    rows,
+    missing: [],
+    evaluatedAt: '',
+    machine: '',
+    gitCommit: null,
+  });
+
+  it('states met targets and wins from the numbers', () => {
+    const findings = zooFindings(
+      results({
+        teacher: row({ cls: 0.925 }),
+        none: row({ cls: 0.88, dist: 0.1, avg: 0.5 }),
+        soft: row({ cls: 0.885, dist: 0.88, avg: 0.886 }),
+        hard: row({ cls: 0.9, dist: 0.905, avg: 0.904 }),
+      }),
+    );
+    expect(findings[0]).toMatch(/92\.50%: meets/);
+    expect(findings[1]).toMatch(/90\.40%: meets/);
+    expect(findings[2]).toMatch(/-0\.10 points \(within 0\.2/);
+    expect(findings[3]).toMatch(/hard wins/);
+  });
+
+  it('says so plainly when a target is missed or a claim fails', () => {
+    const findings = zooFindings(
+      results({
+        teacher: row({ cls: 0.91 }),
+        none: row({ cls: 0.9 }),
+        hard: row({ cls: 0.89, dist: 0.895, avg: 0.89 }),
+      }),
+    );
+    expect(findings[0]).toMatch(/MISSES the 92\.0% target/);
+    expect(findings[1]).toMatch(/MISSES the 90\.0% target/);
+    expect(findings[2]).toMatch(/MORE than 0\.2 points below/);
+    expect(findings[3]).toMatch(/hard does NOT win/);
+  });
+});
