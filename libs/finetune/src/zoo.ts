@@ -79,9 +79,14 @@ export const ZOO_TEACHER_SPEC: TeacherTrainingSpec = {
 
 /**
  * The student recipe, identical for none / soft / hard apart from the distillation type: the DeiT
- * recipe (AdamW, warm-up + cosine, label smoothing 0.1, stochastic depth 0.1) at a budget this
- * machine trains in under an hour per student; a higher learning rate than DeiT's 5e-4·B/512 because
+ * recipe (AdamW, warm-up + cosine, label smoothing 0.1, stochastic depth) at a budget this machine
+ * trains in under an hour per student, with a higher learning rate than DeiT's 5e-4·B/512 because
  * the students start from scratch and train for epochs, not hundreds of them.
+ *
+ * Student: `deit_pico_distilled_patch7_28` (18 tokens). Chosen on a one-epoch pilot with labels only,
+ * judged on a 6,000-image hold-out of the *training* set (never the test set): patch 7 reached 82.4%
+ * top-1 against 78.3% for `deit_pico_distilled_patch4_28` (51 tokens) at a third of the cost per
+ * image, so the hour buys ~3× the epochs.
  */
 export function zooStudentSpec(
   stage: StudentStage,
@@ -132,13 +137,13 @@ export function zooStudentSpec(
     },
     seed: ZOO_SEED,
     trainable: { all: true },
-    evalIntervalEpochs: ZOO_STUDENT_EPOCHS,
+    evalIntervalEpochs: 3,
     promotion: undefined,
   };
 }
 
-export const ZOO_STUDENT_PRESET = 'deit_pico_distilled_patch4_28';
-export const ZOO_STUDENT_EPOCHS = 6;
+export const ZOO_STUDENT_PRESET = 'deit_pico_distilled_patch7_28';
+export const ZOO_STUDENT_EPOCHS = 15;
 
 /** What the zoo trains: the teacher's spec and each student's fine-tune request. */
 export interface ZooPlan {
