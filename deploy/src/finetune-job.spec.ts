@@ -1,7 +1,7 @@
 // The trainer's Job spec (libs/k8s-jobs, scope:trainer) checked against the Kubernetes schemas and the
 // rendered job-mode manifests: a tooling test that reads a trainer library on purpose.
 // eslint-disable-next-line @nx/enforce-module-boundaries
-import { buildFineTuneJob, type FineTuneJobOptions } from '@deit-serve/k8s-jobs';
+import { BATCH_API_VERBS, buildFineTuneJob, type FineTuneJobOptions } from '@deit-serve/k8s-jobs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   allowedPorts,
@@ -20,7 +20,6 @@ const base: FineTuneJobOptions = {
   jobId: '0b3f6c1e-8a2d-4f5e-9c7b-1a2b3c4d5e6f',
   namespace: 'deit-serve',
   image: 'deit-serve/trainer:0.1.0',
-  command: ['node', 'dist/apps/trainer/src/finetune-job.js'],
   registryClaimName: 'deit-registry',
 };
 
@@ -44,6 +43,7 @@ const variants: [string, FineTuneJobOptions][] = [
       activeDeadlineSeconds: 6 * 3600,
       backoffLimit: 0,
       priorityClassName: 'batch-low',
+      command: ['node', '/app/dist/apps/trainer/src/run-job.js'],
       args: ['--resume'],
       workingDir: '/app',
       labels: { team: 'vision' },
@@ -96,9 +96,16 @@ describe.skipIf(!tools)('the fine-tune Job spec (libs/k8s-jobs)', () => {
         image: env.get('DEIT_FINETUNE_IMAGE')!,
         serviceAccountName: env.get('DEIT_FINETUNE_SERVICE_ACCOUNT')!,
         registryClaimName: env.get('DEIT_FINETUNE_REGISTRY_CLAIM')!,
+        workVolume: { type: 'persistentVolumeClaim', claimName: env.get('DEIT_FINETUNE_WORK_CLAIM')! },
       });
       validateObjects(tools!, JSON.stringify(job));
       const pod = job.spec.template.spec;
+      // The pods see the work claim where the trainer does: job and event files under the same paths.
+      const work = pod.volumes.find((v) => v.name === 'work')?.persistentVolumeClaim?.claimName;
+      expect(find(objects, 'PersistentVolumeClaim', work!)).toBeDefined();
+      expect(pod.containers[0].volumeMounts.find((m) => m.name === 'work')?.mountPath).toBe(
+        env.get('DEIT_TRAINER_WORK_DIR'),
+      );
       expect(find(objects, 'ServiceAccount', pod.serviceAccountName)?.automountServiceAccountToken).toBe(
         false,
       );
@@ -107,8 +114,9 @@ describe.skipIf(!tools)('the fine-tune Job spec (libs/k8s-jobs)', () => {
       expect(job.metadata.namespace).toBe(find(objects, 'Role', 'deit-trainer-jobs')?.metadata.namespace);
       const rule = find(objects, 'Role', 'deit-trainer-jobs')!.rules![0];
       expect(rule).toMatchObject({ apiGroups: ['batch'], resources: ['jobs'] });
-      expect(rule.verbs).toContain('create');
-      expect(JOB_MODE_VERBS).toEqual(expect.arrayContaining(rule.verbs));
+      // Exactly the verbs of the calls the runner makes (BatchJobsApi), and what the policy allows.
+      expect([...rule.verbs].sort()).toEqual(Object.values(BATCH_API_VERBS).sort());
+      expect([...rule.verbs].sort()).toEqual(JOB_MODE_VERBS);
     });
 
     it("its pods fall under the namespace's NetworkPolicies: nothing in, DNS out", () => {

@@ -308,6 +308,33 @@ const regressions: Mutation[] = [
     /gpu: DEIT_EXECUTION_PROVIDER is not cuda/,
   ],
   [
+    'a work claim the Job pods on other nodes cannot mount',
+    'gpu',
+    (o) => {
+      (
+        find(o, 'PersistentVolumeClaim', 'deit-finetune-work')!.spec as { accessModes: string[] }
+      ).accessModes = ['ReadWriteOnce'];
+    },
+    /the work claim is not ReadWriteMany/,
+  ],
+  [
+    'the trainer reading job files where the pods do not write them',
+    'gpu',
+    (o) => {
+      const mounts = deployment(o, 'deit-trainer').template.spec.containers[0].volumeMounts!;
+      mounts.find((m) => m.name === 'finetune-work')!.mountPath = '/var/lib/deit-trainer/work';
+    },
+    /does not mount the work claim read-write at \/work/,
+  ],
+  [
+    'a Role verb the runner never calls',
+    'gpu',
+    (o) => {
+      find(o, 'Role', 'deit-trainer-jobs')!.rules![0].verbs.push('watch');
+    },
+    /grants verb watch/,
+  ],
+  [
     'Jobs of a stale image',
     'gpu',
     (o) => {

@@ -129,8 +129,10 @@ export const TRAINER = 'deit-trainer';
 const GRPC_PORT = 50051;
 const METRICS_PORT = 9464;
 const TRAINER_PORT = 50052;
-/** What job mode may do: batch Jobs, nothing else. */
-export const JOB_MODE_VERBS = ['create', 'delete', 'get', 'list', 'watch'];
+/** What job mode may do: batch Jobs, with the verbs its runner calls (create, list, delete), nothing else. */
+export const JOB_MODE_VERBS = ['create', 'delete', 'list'];
+/** Where the fine-tune Job pods mount the work claim (libs/k8s-jobs FINETUNE_DEFAULTS.workMountPath). */
+export const FINETUNE_WORK_MOUNT = '/work';
 
 export function find(objects: readonly K8sObject[], kind: string, name: string): K8sObject | undefined {
   return objects.find((o) => o.kind === kind && o.metadata.name === name);
@@ -490,6 +492,21 @@ export function checkJobMode(objects: readonly K8sObject[], jobMode: boolean): s
   if (!find(objects, 'PersistentVolumeClaim', env.get('DEIT_FINETUNE_REGISTRY_CLAIM') ?? '')) {
     problems.push('job mode: DEIT_FINETUNE_REGISTRY_CLAIM names no claim');
   }
+  // The trainer and the Job pods share the work claim (job files, event files, checkpoints) at the
+  // same path, on any nodes.
+  const workClaim = env.get('DEIT_FINETUNE_WORK_CLAIM') ?? '';
+  const work = spec<PvcSpec>(find(objects, 'PersistentVolumeClaim', workClaim));
+  if (!work) problems.push('job mode: DEIT_FINETUNE_WORK_CLAIM names no claim');
+  else if (!work.accessModes.includes('ReadWriteMany'))
+    problems.push('job mode: the work claim is not ReadWriteMany');
+  const pod = spec<DeploymentSpec>(find(objects, 'Deployment', TRAINER))?.template.spec;
+  const volume = pod?.volumes?.find((v) => v.persistentVolumeClaim?.claimName === workClaim);
+  const mount = c.volumeMounts?.find((m) => m.name === volume?.name);
+  if (!mount || mount.readOnly || mount.mountPath !== FINETUNE_WORK_MOUNT) {
+    problems.push(`job mode: the trainer does not mount the work claim read-write at ${FINETUNE_WORK_MOUNT}`);
+  }
+  if (env.get('DEIT_TRAINER_WORK_DIR') !== FINETUNE_WORK_MOUNT)
+    problems.push(`job mode: DEIT_TRAINER_WORK_DIR is not the work claim's mount ${FINETUNE_WORK_MOUNT}`);
   return problems;
 }
 

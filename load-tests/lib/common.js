@@ -30,10 +30,10 @@ export const config = {
   /** Heads to request, in rotation: avg, cls, dist (comma-separated; default all three). */
   heads: heads(__ENV.HEAD || 'avg,cls,dist'),
   topK: number('TOP_K', 3),
-  /** Sent as `authorization: Bearer TOKEN` (a gateway or mesh in front of the service). */
-  token: __ENV.TOKEN || '',
-  /** TLS instead of plaintext (TLS=1), e.g. through an ingress. */
-  tls: __ENV.TLS === '1' || __ENV.TLS === 'true',
+  /** Sent as `authorization: Bearer TOKEN`: the service's own tokens (README "Security") or a gateway's. */
+  token: __ENV.TOKEN || __ENV.DEIT_TOKEN || '',
+  /** TLS instead of plaintext (TLS=1; implied by TLS_CA or TLS_CERT), to the service or an ingress. */
+  tls: __ENV.TLS === '1' || __ENV.TLS === 'true' || !!__ENV.TLS_CA || !!__ENV.TLS_CERT,
   rate: number('RATE', 20),
   duration: __ENV.DURATION || '1m',
   /** Per-call deadline. */
@@ -53,6 +53,23 @@ client.load(
   'deit/inference/v1/inference.proto',
   'grpc/health/v1/health.proto',
 );
+
+// PEM files for TLS, read once (open() works in the init context only): the CA to trust instead of
+// the system's, and a client certificate and key for mutual TLS.
+const tlsFiles = {
+  cacerts: __ENV.TLS_CA ? [open(__ENV.TLS_CA)] : undefined,
+  cert: __ENV.TLS_CERT ? open(__ENV.TLS_CERT) : undefined,
+  key: __ENV.TLS_KEY ? open(__ENV.TLS_KEY) : undefined,
+};
+if (!tlsFiles.cert !== !tlsFiles.key) throw new Error('TLS_CERT and TLS_KEY go together');
+
+/** client.connect() parameters: plaintext, or TLS with the files above. */
+function connectParams(timeout) {
+  if (!config.tls) return { plaintext: true, timeout };
+  const tls = {};
+  for (const [k, v] of Object.entries(tlsFiles)) if (v) tls[k] = v;
+  return Object.keys(tls).length ? { plaintext: false, timeout, tls } : { plaintext: false, timeout };
+}
 
 /** The fixture images, base64-encoded for the `bytes image` field (protobuf JSON mapping). */
 export const payloads = config.images.map((name) => ({
@@ -77,7 +94,7 @@ let connected = false;
 export function connect() {
   if (connected) return true;
   try {
-    client.connect(config.addr, { plaintext: !config.tls, timeout: '10s' });
+    client.connect(config.addr, connectParams('10s'));
     connected = true;
   } catch (error) {
     check(null, { 'connected to the service': () => false });
@@ -108,7 +125,7 @@ export function waitServing() {
   for (;;) {
     try {
       if (!connected) {
-        client.connect(config.addr, { plaintext: !config.tls, timeout: '5s' });
+        client.connect(config.addr, connectParams('5s'));
         connected = true;
       }
       last = healthStatus();

@@ -6,6 +6,7 @@ import { workspaceRoot } from './workspace';
 
 /** Every documented default is tested: the README's configuration table must match the code. */
 function formatDefault(value: unknown): string {
+  if (Array.isArray(value)) return value.join(':'); // path lists, written as in PATH
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
@@ -20,7 +21,12 @@ describe('README configuration table', () => {
     for (const field of Object.values(spec)) {
       const documented = rows.get(field.env);
       expect(documented, `${field.env} is missing from the README`).toBeDefined();
-      const expected = field.default === undefined ? 'required' : `\`${formatDefault(field.default)}\``;
+      const expected =
+        field.default === undefined
+          ? 'required'
+          : field.default === '' // an optional setting that is off until set
+            ? 'unset'
+            : `\`${formatDefault(field.default)}\``;
       expect(documented, field.env).toBe(expected);
     }
   };

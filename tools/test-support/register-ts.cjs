@@ -29,7 +29,13 @@ if (!Module._extensions['.ts']) {
   Module._extensions['.ts'] = function (module, filename) {
     const { code } = swc.transformSync(fs.readFileSync(filename, 'utf8'), {
       filename,
-      jsc: { parser: { syntax: 'typescript' }, target: 'es2022', keepClassNames: true },
+      // Decorators as the build and vitest compile them, so that NestJS apps start from sources too.
+      jsc: {
+        parser: { syntax: 'typescript', decorators: true },
+        transform: { legacyDecorator: true, decoratorMetadata: true, useDefineForClassFields: false },
+        target: 'es2022',
+        keepClassNames: true,
+      },
       // import() stays native: tfjs-core's gradient registry loads only that way in Node.
       module: { type: 'commonjs', ignoreDynamic: true },
       sourceMaps: 'inline',

@@ -1,4 +1,5 @@
 import { runModelsCommand } from '@deit-serve/registry';
+import { runAuthCommand } from './commands/auth';
 import { runClassifyCommand } from './commands/classify';
 import { exportCommand } from './commands/export';
 import { runFinetuneCommand } from './commands/finetune';
@@ -9,6 +10,8 @@ export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
+  /** Where `deit auth hash-token` reads a token it was not given. */
+  stdin?: NodeJS.ReadableStream;
 }
 
 type Command = (argv: string[], io: CliIo) => Promise<number>;
@@ -22,6 +25,7 @@ commands:
   classify IMAGE... [--model REF] [--head H]    classify images with the inference service (deit classify --help)
   finetune --output NAME STUDENT [--watch]      start a distillation fine-tune (deit finetune --help)
   jobs list|show|watch|cancel                   manage fine-tune jobs on the trainer (deit jobs --help)
+  auth new-token|hash-token|check               bearer tokens for the services (deit auth --help)
 `;
 
 const COMMANDS: Record<string, Command> = {
@@ -32,6 +36,7 @@ const COMMANDS: Record<string, Command> = {
   classify: (argv, io) => runClassifyCommand(argv, io),
   finetune: (argv, io) => runFinetuneCommand(argv, io),
   jobs: (argv, io) => runJobsCommand(argv, io),
+  auth: (argv, io) => runAuthCommand(argv, io),
 };
 
 /** Dispatches `deit <command> ...`; returns the process exit code (2 for usage errors). */

@@ -18,7 +18,7 @@ import {
 } from '@deit-serve/inference-engine';
 import { healthV1 } from '@deit-serve/proto';
 import { DirectoryRegistry, type ModelRegistry } from '@deit-serve/registry';
-import { InferenceController } from './inference.controller';
+import { InferenceController, STREAM_MAX_IN_FLIGHT } from './inference.controller';
 
 export const CONFIG = Symbol('inference-config');
 export const REGISTRY = Symbol('registry');
@@ -47,6 +47,7 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
       controllers: [InferenceController],
       providers: [
         { provide: CONFIG, useValue: config },
+        { provide: STREAM_MAX_IN_FLIGHT, useValue: config.maxStreamInFlight },
         { provide: InferenceMetrics, useFactory: () => new InferenceMetrics() },
         {
           provide: REGISTRY,
@@ -89,6 +90,7 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
             new ClassificationService(host, metrics, {
               defaultModel: config.defaultModel,
               maxDecodedPixels: config.maxDecodedPixels,
+              maxDecodingPixels: config.maxDecodingPixels,
             }),
         },
         {

@@ -1,13 +1,14 @@
-import { Controller, Logger, UseInterceptors } from '@nestjs/common';
+import { Controller, Inject, Logger, UseInterceptors } from '@nestjs/common';
 import type { Metadata, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
+import { ResourceExhaustedError } from '@deit-serve/core';
 import { ClassificationService, ModelCatalog } from '@deit-serve/inference-engine';
 import { toGrpcError } from '@deit-serve/grpc-server';
 import { inferenceV1 } from '@deit-serve/proto';
-import { catchError, from, map, mergeMap, type Observable, of } from 'rxjs';
+import { catchError, finalize, from, map, mergeMap, type Observable, of } from 'rxjs';
 import { RequestMetricsInterceptor } from './request-metrics.interceptor';
 
-/** Items of one ClassifyStream call computed at once; more wait in the stream's flow control. */
-const STREAM_IN_FLIGHT = 64;
+/** Most un-answered items of one ClassifyStream call (DEIT_MAX_STREAM_IN_FLIGHT). */
+export const STREAM_MAX_IN_FLIGHT = Symbol('stream-max-in-flight');
 
 @Controller()
 @UseInterceptors(RequestMetricsInterceptor)
@@ -18,6 +19,7 @@ export class InferenceController implements inferenceV1.InferenceServiceControll
   constructor(
     private readonly classification: ClassificationService,
     private readonly catalog: ModelCatalog,
+    @Inject(STREAM_MAX_IN_FLIGHT) private readonly streamMaxInFlight: number,
   ) {}
 
   classify(
@@ -36,16 +38,26 @@ export class InferenceController implements inferenceV1.InferenceServiceControll
     // The call's deadline and cancellation apply to every item: queued items of a stream whose
     // caller went away are dropped before compute, as unary calls are.
     const context = callContext(call);
+    // NestJS reads the request stream without backpressure, so the bound is enforced per item: one
+    // that arrives while the call already has `streamMaxInFlight` un-answered items is answered at
+    // once with RESOURCE_EXHAUSTED for its id (nothing is buffered for it), and the stream goes on.
+    let unanswered = 0;
     return requests.pipe(
-      mergeMap(
-        (item) =>
-          from(this.classification.classify(item.request ?? emptyRequest(), context)).pipe(
-            map((response): inferenceV1.ClassifyStreamResponse => ({ id: item.id, response })),
-            // A bad item is answered for its id; the stream goes on.
-            catchError((error: unknown) => of({ id: item.id, error: toGrpcError(error, this.logger) })),
-          ),
-        STREAM_IN_FLIGHT,
-      ),
+      mergeMap((item): Observable<inferenceV1.ClassifyStreamResponse> => {
+        if (unanswered >= this.streamMaxInFlight) {
+          const refusal = new ResourceExhaustedError(
+            `${this.streamMaxInFlight} items of this stream are still unanswered; wait for answers before sending more`,
+          );
+          return of({ id: item.id, error: toGrpcError(refusal, this.logger) });
+        }
+        unanswered++;
+        return from(this.classification.classify(item.request ?? emptyRequest(), context)).pipe(
+          map((response): inferenceV1.ClassifyStreamResponse => ({ id: item.id, response })),
+          // A bad item is answered for its id; the stream goes on.
+          catchError((error: unknown) => of({ id: item.id, error: toGrpcError(error, this.logger) })),
+          finalize(() => unanswered--),
+        );
+      }),
     );
   }
 

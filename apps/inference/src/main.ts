@@ -1,7 +1,8 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { inferenceConfigSpec, loadConfig } from '@deit-serve/config';
-import { createGrpcMicroservice, logLevelsUpTo } from '@deit-serve/grpc-server';
+import { createGrpcMicroservice, logLevelsUpTo, securityOptions } from '@deit-serve/grpc-server';
+import { INFERENCE_ACCESS } from './access';
 import { AppModule } from './app.module';
 
 async function main(): Promise<void> {
@@ -13,13 +14,15 @@ async function main(): Promise<void> {
     packages: ['deit.inference.v1'],
     maxMessageBytes: config.maxMessageBytes,
     reflection: config.reflection,
-    channelOptions:
-      config.maxConnectionAgeMs > 0
-        ? {
-            'grpc.max_connection_age_ms': config.maxConnectionAgeMs,
-            'grpc.max_connection_age_grace_ms': config.shutdownGraceMs,
-          }
-        : {},
+    // Tokens and TLS files are read and checked here: a bad one stops the start, before listening.
+    ...securityOptions(config, INFERENCE_ACCESS),
+    channelOptions: {
+      'grpc.max_concurrent_streams': config.maxConcurrentStreams,
+      ...(config.maxConnectionAgeMs > 0 && {
+        'grpc.max_connection_age_ms': config.maxConnectionAgeMs,
+        'grpc.max_connection_age_grace_ms': config.shutdownGraceMs,
+      }),
+    },
     logLevels: logLevelsUpTo(config.logLevel),
   });
   // Past the grace period a drain that still waits on open streams is cut short.

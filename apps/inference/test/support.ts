@@ -1,10 +1,13 @@
 /** Shared set-up of the inference end-to-end tests: the real app on ephemeral ports, generated clients. */
 import 'reflect-metadata';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { inferenceConfigSpec, loadConfig } from '@deit-serve/config';
 import { freePort } from '@deit-serve/grpc-server';
-import { inferenceV1Client } from '@deit-serve/proto';
-import { startTestService, type TestService } from '@deit-serve/testing';
+import { healthV1Client, inferenceV1Client } from '@deit-serve/proto';
+import { healthCheck, startTestService, type TestService } from '@deit-serve/testing';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { AppModule } from '../src/app.module';
@@ -149,3 +152,149 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+const workspaceRoot = join(__dirname, '..', '..', '..');
+
+/** The inference service in a process of its own, started by `main.ts` from sources. */
+export interface InferenceProcess {
+  readonly address: string;
+  readonly client: Client;
+  readonly child: ChildProcess;
+  /** Resident set size of the server process now (Linux /proc), in bytes. */
+  rssBytes(): number;
+  /** Its peak resident set size so far (VmHWM), in bytes. */
+  peakRssBytes(): number;
+  /** Its stderr so far (start-up errors, crashes). */
+  stderr(): string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `apps/inference/src/main.ts` as its own process, configured only through the environment as
+ * in production (`env` over the same test defaults as {@link startInference}), and waits until it
+ * reports SERVING. Its memory can then be measured apart from the test's, and a crash shows as an exit.
+ */
+export async function spawnInference(
+  registryDir: string,
+  env: Record<string, string> = {},
+): Promise<InferenceProcess> {
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  const child = spawn(
+    process.execPath,
+    [
+      '-r',
+      join(workspaceRoot, 'tools', 'test-support', 'register-ts.cjs'),
+      join(workspaceRoot, 'apps', 'inference', 'src', 'main.ts'),
+    ],
+    {
+      cwd: workspaceRoot,
+      env: {
+        ...process.env,
+        DEIT_GRPC_HOST: '127.0.0.1',
+        DEIT_GRPC_PORT: String(port),
+        DEIT_METRICS_PORT: '0',
+        DEIT_REGISTRY_DIR: registryDir,
+        DEIT_DEFAULT_MODEL: 'tiny',
+        DEIT_REGISTRY_WATCH: 'poll',
+        DEIT_REGISTRY_POLL_MS: '1000',
+        DEIT_INTRA_OP_THREADS: '1',
+        DEIT_LOG_LEVEL: 'warn',
+        ...env,
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-20_000);
+  });
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code, signal) =>
+      reject(new Error(`inference exited (${signal ?? `code ${code}`}) before serving:\n${stderr}`)),
+    ),
+  );
+  exited.catch(() => undefined);
+  const serving = (async () => {
+    const until = Date.now() + 90_000;
+    for (;;) {
+      const answer = await healthCheck(address).catch((e: ServiceError) => e);
+      if ('status' in answer && answer.status === healthV1Client.HealthCheckResponse_ServingStatus.SERVING)
+        return;
+      if (Date.now() > until) throw new Error(`${address} did not become SERVING:\n${stderr}`);
+      await sleep(200);
+    }
+  })();
+  try {
+    await Promise.race([serving, exited]);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  const client = newClient(address);
+  return {
+    address,
+    client,
+    child,
+    rssBytes: () => procStatusBytes(child, 'VmRSS'),
+    peakRssBytes: () => procStatusBytes(child, 'VmHWM'),
+    stderr: () => stderr,
+    close: async () => {
+      client.close();
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await gone;
+    },
+  };
+}
+
+function procStatusBytes(child: ChildProcess, field: 'VmRSS' | 'VmHWM'): number {
+  const line = readFileSync(`/proc/${child.pid}/status`, 'utf8').match(
+    new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm'),
+  );
+  if (!line) throw new Error(`no ${field} for pid ${child.pid}`);
+  return Number(line[1]) * 1024;
+}
+
+/** The status code of one Classify call: OK (0) or its error's code, and how long it took. */
+export async function outcome(
+  client: Client,
+  request: ClassifyRequest,
+  options: { deadline?: Date | number } = {},
+): Promise<{ code: status; ms: number; details: string }> {
+  const started = performance.now();
+  try {
+    await classify(client, request, options);
+    return { code: status.OK, ms: performance.now() - started, details: '' };
+  } catch (error) {
+    const e = error as ServiceError;
+    return { code: e.code, ms: performance.now() - started, details: e.details };
+  }
+}
+
+/** Runs `tasks` with at most `concurrency` at once; results in order. */
+export async function pool<T>(
+  count: number,
+  concurrency: number,
+  task: (i: number) => Promise<T>,
+): Promise<T[]> {
+  const results = new Array<T>(count);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, count) }, async () => {
+      while (next < count) {
+        const i = next++;
+        results[i] = await task(i);
+      }
+    }),
+  );
+  return results;
+}
+
+/** The value below which `p` of `values` lie (nearest rank). */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? NaN;
+}

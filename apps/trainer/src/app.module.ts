@@ -10,16 +10,21 @@ import {
 import type { TrainerConfig } from '@deit-serve/config';
 import { HealthModule, HealthStatus } from '@deit-serve/grpc-server';
 import { healthV1 } from '@deit-serve/proto';
+import { connectBatchApi, type BatchJobsApi } from '@deit-serve/k8s-jobs';
 import {
+  type JobExecutor,
   type JobKinds,
   JobRunner,
   JobStore,
+  KubernetesJobRunner,
+  PathSandbox,
   type SpecCheck,
   type WorkerOptions,
 } from '@deit-serve/trainer-engine';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { CONFIG, SPEC_CHECKS, SPEC_OPTIONS, type SpecOptions } from './tokens';
+import { kubernetesRunnerOptions } from './job-mode';
+import { CONFIG, JOB_EXECUTOR, SPEC_CHECKS, SPEC_OPTIONS, type SpecOptions } from './tokens';
 import { TrainerController } from './trainer.controller';
 
 const { SERVING } = healthV1.HealthCheckResponse_ServingStatus;
@@ -35,6 +40,8 @@ export interface TrainerWiring {
   specChecks?: readonly SpecCheck[];
   /** Runner timings; tests shorten them. */
   runner?: { stopGraceMs?: number; pollIntervalMs?: number; leaseMs?: number };
+  /** Job mode (DEIT_TRAINER_RUNNER=kubernetes): the batch/v1 API; default: connectBatchApi() (tests pass a fake). */
+  batchApi?: BatchJobsApi;
 }
 
 @Module({})
@@ -42,7 +49,7 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
   constructor(
     private readonly health: HealthStatus,
     private readonly store: JobStore,
-    private readonly runner: JobRunner,
+    @Inject(JOB_EXECUTOR) private readonly runner: JobExecutor,
     @Inject(CONFIG) private readonly config: TrainerConfig,
   ) {}
 
@@ -56,6 +63,8 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
         { provide: CONFIG, useValue: config },
         { provide: SPEC_OPTIONS, useValue: wiring.specOptions ?? {} },
         { provide: SPEC_CHECKS, useValue: wiring.specChecks ?? [] },
+        // Relative roots are taken against the working directory, as DEIT_TRAINER_WORK_DIR is.
+        { provide: PathSandbox, useFactory: () => new PathSandbox(config.dataRoots) },
         {
           provide: JobStore,
           useFactory: () => {
@@ -64,14 +73,31 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
           },
         },
         {
-          provide: JobRunner,
+          provide: JOB_EXECUTOR,
           inject: [JobStore],
-          useFactory: (store: JobStore) =>
-            new JobRunner({
+          useFactory: async (store: JobStore): Promise<JobExecutor> => {
+            if (config.runner === 'kubernetes') {
+              // Job mode: each job becomes a Kubernetes Job; the store stays the source of truth.
+              const api = wiring.batchApi ?? (await connectBatchApi());
+              return new KubernetesJobRunner({
+                ...kubernetesRunnerOptions(config, store, api, {
+                  logger: {
+                    log: (m) => logger.log(m),
+                    warn: (m) => logger.warn(m),
+                    error: (m) => logger.error(m),
+                  },
+                }),
+                ...(wiring.runner?.pollIntervalMs !== undefined && {
+                  pollIntervalMs: wiring.runner.pollIntervalMs,
+                }),
+              });
+            }
+            return new JobRunner({
               store,
               kinds: wiring.kinds,
               workDir: config.workDir,
               maxConcurrentJobs: config.maxConcurrentJobs,
+              maxJobWallMs: config.maxJobWallMs,
               ...(wiring.worker ? { worker: wiring.worker } : {}),
               ...wiring.runner,
               logger: {
@@ -79,7 +105,8 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
                 warn: (m) => logger.warn(m),
                 error: (m) => logger.error(m),
               },
-            }),
+            });
+          },
         },
       ],
     };
@@ -91,7 +118,8 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
     this.health.set('', SERVING);
     this.health.set(TRAINER_SERVICE, SERVING);
     new Logger('trainer').log(
-      `jobs in ${this.config.jobsDb}, at most ${this.config.maxConcurrentJobs} at once`,
+      `jobs in ${this.config.jobsDb}, at most ${this.config.maxConcurrentJobs} at once; ` +
+        `data roots ${this.config.dataRoots.join(', ')}`,
     );
   }
 
@@ -100,7 +128,8 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
   }
 
   async onApplicationShutdown(): Promise<void> {
-    // Running jobs checkpoint and go back to QUEUED; the next start resumes them.
+    // Running jobs checkpoint and go back to QUEUED; the next start resumes them. (Job mode: the
+    // Kubernetes Jobs keep running; the next start follows them.)
     await this.runner.stop({ graceMs: this.config.shutdownGraceMs });
     this.store.close();
   }

@@ -2,9 +2,11 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
 import { fineTuneJobKinds, sourcesSpecCheck } from '@deit-serve/finetune';
-import { createGrpcMicroservice, logLevelsUpTo } from '@deit-serve/grpc-server';
+import { createGrpcMicroservice, logLevelsUpTo, securityOptions } from '@deit-serve/grpc-server';
 import { DEIT_PRESET_NAMES } from '@deit-serve/model';
 import { DirectoryRegistry } from '@deit-serve/registry';
+import { PathSandbox } from '@deit-serve/trainer-engine';
+import { TRAINER_ACCESS } from './access';
 import { AppModule } from './app.module';
 
 async function main(): Promise<void> {
@@ -14,7 +16,14 @@ async function main(): Promise<void> {
     AppModule.register(config, {
       kinds: fineTuneJobKinds(),
       specOptions: { presets: DEIT_PRESET_NAMES },
-      specChecks: [sourcesSpecCheck({ registry, teacherThreads: 1 })],
+      specChecks: [
+        sourcesSpecCheck({
+          registry,
+          teacherThreads: 1,
+          sandbox: new PathSandbox(config.dataRoots),
+          datasetLimits: { maxImages: config.maxDatasetImages, maxBytes: config.maxDatasetBytes },
+        }),
+      ],
     }),
     {
       host: config.grpcHost,
@@ -23,6 +32,9 @@ async function main(): Promise<void> {
       packages: ['deit.trainer.v1'],
       maxMessageBytes: config.maxMessageBytes,
       reflection: config.reflection,
+      // Tokens and TLS files are read and checked here: a bad one stops the start, before listening.
+      ...securityOptions(config, TRAINER_ACCESS),
+      channelOptions: { 'grpc.max_concurrent_streams': config.maxConcurrentStreams },
       logLevels: logLevelsUpTo(config.logLevel),
     },
   );

@@ -3,4 +3,6 @@ import type { ValidateSpecOptions } from '@deit-serve/trainer-engine';
 export const CONFIG = Symbol('trainer-config');
 export const SPEC_OPTIONS = Symbol('spec-options');
 export const SPEC_CHECKS = Symbol('spec-checks');
+/** What runs the jobs (a JobExecutor): worker processes, or Kubernetes Jobs in job mode. */
+export const JOB_EXECUTOR = Symbol('job-executor');
 export type SpecOptions = ValidateSpecOptions;

@@ -1,12 +1,15 @@
-import { Controller, Inject } from '@nestjs/common';
+import { Controller, Inject, Logger } from '@nestjs/common';
 import { trainerV1 } from '@deit-serve/proto';
 import {
   FINE_TUNE_JOB_KIND,
   type FineTuneJobSpec,
   type FineTuneResult,
   fromProtoJobState,
-  JobRunner,
+  type JobExecutor,
   JobStore,
+  InvalidSpecError,
+  PathNotAllowedError,
+  PathSandbox,
   toProtoEvent,
   toProtoJob,
   runSpecChecks,
@@ -16,27 +19,50 @@ import {
   type JobRecord,
 } from '@deit-serve/trainer-engine';
 import { map, type Observable } from 'rxjs';
-import { SPEC_CHECKS, SPEC_OPTIONS, type SpecOptions } from './tokens';
+import { JOB_EXECUTOR, SPEC_CHECKS, SPEC_OPTIONS, type SpecOptions } from './tokens';
 
 type FineTuneJob = JobRecord<FineTuneJobSpec, FineTuneResult>;
 
 @Controller()
 @trainerV1.TrainerServiceControllerMethods()
 export class TrainerController implements trainerV1.TrainerServiceController {
+  private readonly logger = new Logger('TrainerController');
+
   constructor(
     private readonly store: JobStore,
-    private readonly runner: JobRunner,
+    @Inject(JOB_EXECUTOR) private readonly runner: JobExecutor,
+    private readonly sandbox: PathSandbox,
     @Inject(SPEC_OPTIONS) private readonly specOptions: SpecOptions,
     @Inject(SPEC_CHECKS) private readonly checks: readonly SpecCheck[],
   ) {}
 
   async startFineTune(request: trainerV1.StartFineTuneRequest): Promise<trainerV1.StartFineTuneResponse> {
     // Every bad field is reported at once (INVALID_ARGUMENT) before anything is queued: first the
-    // spec's form, then what it names (models, teacher, dataset, label sets).
-    const spec = validateFineTuneSpec(request.spec ?? null, this.specOptions);
-    await runSpecChecks(spec, this.checks);
+    // spec's form, then whether its paths lie inside the data roots (PERMISSION_DENIED), then what
+    // it names (models, teacher, dataset, label sets). Refusals are logged: they may be probes.
+    let spec;
+    try {
+      spec = validateFineTuneSpec(request.spec ?? null, this.specOptions);
+      await this.sandbox.assertSpecAllowed(spec);
+      await runSpecChecks(spec, this.checks);
+    } catch (error) {
+      this.logRefusal(request.requestId, error);
+      throw error;
+    }
     const { job } = this.store.create({ kind: FINE_TUNE_JOB_KIND, spec, requestId: request.requestId });
     return { job: toProtoJob(job as FineTuneJob) };
+  }
+
+  private logRefusal(requestId: string, error: unknown): void {
+    const id = requestId === '' ? '' : ` (request ${JSON.stringify(requestId)})`;
+    if (error instanceof PathNotAllowedError) {
+      const where = error.denials
+        .map((d) => `${d.field} ${JSON.stringify(d.path)} → ${d.resolved}`)
+        .join('; ');
+      this.logger.warn(`StartFineTune${id} refused, paths outside the data roots: ${where}`);
+    } else if (error instanceof InvalidSpecError) {
+      this.logger.warn(`StartFineTune${id} refused: ${error.message}`);
+    }
   }
 
   getJob(request: trainerV1.GetJobRequest): trainerV1.GetJobResponse {

@@ -51,6 +51,23 @@ describe('loadConfig', () => {
     expect(problems.join('\n')).toMatch(/DEIT_GRPC_REFLECTION="maybe": must be true or false/);
   });
 
+  it('reads the trainer data roots as a ":"-separated list and refuses an empty or odd one', () => {
+    expect(loadConfig(trainerConfigSpec, {}).dataRoots).toEqual([
+      '/usr/share/datasets/fashion-mnist',
+      'var/trainer/data',
+    ]);
+    expect(loadConfig(trainerConfigSpec, { DEIT_TRAINER_DATA_ROOTS: '/a::b/c:' }).dataRoots).toEqual([
+      '/a',
+      'b/c',
+    ]);
+    expect(() => loadConfig(trainerConfigSpec, { DEIT_TRAINER_DATA_ROOTS: ':::' })).toThrow(
+      /DEIT_TRAINER_DATA_ROOTS=":::": must name at least one path/,
+    );
+    expect(() => loadConfig(trainerConfigSpec, { DEIT_TRAINER_DATA_ROOTS: '/a\nb' })).toThrow(
+      /must not contain control characters/,
+    );
+  });
+
   it('treats an empty variable as unset and requires variables without a default', () => {
     const spec = { a: { ...inferenceConfigSpec.grpcPort, env: 'A', default: undefined } };
     expect(() => loadConfig(spec, { A: '' })).toThrow(/A is required/);

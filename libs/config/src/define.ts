@@ -81,3 +81,20 @@ export function oneOf<const T extends readonly [string, ...string[]]>(values: T)
 }
 
 export const nonEmpty = z.string().min(1, 'must not be empty');
+
+/** A `:`-separated list of paths, as in PATH; empty entries are ignored. */
+export const pathList: z.ZodType<readonly string[]> = z
+  .string()
+  .transform((value) => value.split(':').filter((entry) => entry !== ''))
+  .pipe(
+    z
+      // eslint-disable-next-line no-control-regex -- control characters are what this refuses
+      .array(z.string().regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters'))
+      .min(1, 'must name at least one path'),
+  );
+
+/** A Kubernetes object name that must be a DNS label (namespaces, claims, service accounts). */
+export const dnsLabel = z
+  .string()
+  .max(63, 'must be at most 63 characters')
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label (lower-case letters, digits, -)');

@@ -1,4 +1,5 @@
-import { boolean, field, intInRange, nonEmpty, oneOf, port } from './define';
+import { z } from 'zod';
+import { boolean, dnsLabel, field, intInRange, nonEmpty, oneOf, pathList, port } from './define';
 
 /**
  * Every variable and default of both services, in one place. The README's configuration table is
@@ -33,6 +34,38 @@ const common = {
     'largest gRPC message accepted',
   ),
   reflection: field('DEIT_GRPC_REFLECTION', boolean, true, 'serve gRPC server reflection'),
+  maxConcurrentStreams: field(
+    'DEIT_GRPC_MAX_CONCURRENT_STREAMS',
+    intInRange(1, 1_000_000),
+    100,
+    'grpc.max_concurrent_streams: calls open at once on one connection; more wait in the client',
+  ),
+  // Security (README "Security"): each is off when unset, the local-development default.
+  authTokensFile: field(
+    'DEIT_AUTH_TOKENS_FILE',
+    z.string(),
+    '',
+    'bearer tokens (JSON: name, sha256, roles) every RPC but grpc.health.v1 requires; unset: no authentication',
+  ),
+  tlsCertFile: field(
+    'DEIT_TLS_CERT_FILE',
+    z.string(),
+    '',
+    'PEM server certificate (chain); with DEIT_TLS_KEY_FILE, gRPC is served over TLS; unset: plain text',
+  ),
+  tlsKeyFile: field('DEIT_TLS_KEY_FILE', z.string(), '', 'PEM private key of DEIT_TLS_CERT_FILE'),
+  tlsClientCaFile: field(
+    'DEIT_TLS_CLIENT_CA_FILE',
+    z.string(),
+    '',
+    'PEM CA bundle: clients must present a certificate it signed (mutual TLS)',
+  ),
+  healthPort: field(
+    'DEIT_HEALTH_PORT',
+    intInRange(0, 65535),
+    0,
+    'plain-text port serving only grpc.health.v1, for probes that cannot speak TLS (0: off)',
+  ),
 };
 
 export const inferenceConfigSpec = {
@@ -81,6 +114,18 @@ export const inferenceConfigSpec = {
     40_000_000,
     'largest width × height an encoded image may declare (decompression bombs)',
   ),
+  maxDecodingPixels: field(
+    'DEIT_MAX_DECODING_PIXELS',
+    intInRange(1, 1 << 30),
+    16_777_216,
+    'pixels being decoded at once across all requests (bounds decoder memory); further decodes wait',
+  ),
+  maxStreamInFlight: field(
+    'DEIT_MAX_STREAM_IN_FLIGHT',
+    intInRange(1, 100_000),
+    64,
+    'un-answered items one ClassifyStream call may have; more are answered RESOURCE_EXHAUSTED',
+  ),
   maxConnectionAgeMs: field(
     'DEIT_GRPC_MAX_CONNECTION_AGE_MS',
     intInRange(0, 86_400_000),
@@ -100,10 +145,70 @@ export const trainerConfigSpec = {
     1,
     'jobs run at once; more wait queued',
   ),
+  maxJobWallMs: field(
+    'DEIT_MAX_JOB_WALL_MS',
+    intInRange(1000, 20 * 86_400_000),
+    86_400_000,
+    'a job running longer since it first started is stopped with a checkpoint and failed',
+  ),
+  dataRoots: field(
+    'DEIT_TRAINER_DATA_ROOTS',
+    pathList,
+    ['/usr/share/datasets/fashion-mnist', 'var/trainer/data'],
+    'folders (":"-separated) that every file a fine-tune names must resolve into, symlinks followed',
+  ),
+  maxDatasetImages: field(
+    'DEIT_MAX_DATASET_IMAGES',
+    intInRange(1, 1_000_000_000),
+    100_000,
+    'images one job may load (training and evaluation together)',
+  ),
+  maxDatasetBytes: field(
+    'DEIT_MAX_DATASET_BYTES',
+    intInRange(1, 2 ** 50),
+    4 * 1024 ** 3,
+    'bytes of dataset files one job may read',
+  ),
   trainingBackend: field(
     'DEIT_TRAINING_BACKEND',
     oneOf(['auto', 'tensorflow', 'wasm', 'cpu'] as const),
     'auto',
     'tfjs backend: auto picks tfjs-node(-gpu) when installed, else wasm',
+  ),
+  runner: field(
+    'DEIT_TRAINER_RUNNER',
+    oneOf(['process', 'kubernetes'] as const),
+    'process',
+    'where jobs run: worker processes of the trainer, or one Kubernetes Job each (job mode)',
+  ),
+  namespace: field(
+    'DEIT_TRAINER_NAMESPACE',
+    dnsLabel,
+    'default',
+    'job mode: namespace of the fine-tune Jobs',
+  ),
+  finetuneImage: field(
+    'DEIT_FINETUNE_IMAGE',
+    nonEmpty,
+    'deit-serve/trainer:0.1.0',
+    "job mode: image of the fine-tune Jobs (the trainer's own)",
+  ),
+  finetuneServiceAccount: field(
+    'DEIT_FINETUNE_SERVICE_ACCOUNT',
+    dnsLabel,
+    'deit-finetune',
+    'job mode: ServiceAccount of the Job pods (no permissions)',
+  ),
+  finetuneRegistryClaim: field(
+    'DEIT_FINETUNE_REGISTRY_CLAIM',
+    dnsLabel,
+    'deit-registry',
+    'job mode: the registry PersistentVolumeClaim the Job pods publish to',
+  ),
+  finetuneWorkClaim: field(
+    'DEIT_FINETUNE_WORK_CLAIM',
+    dnsLabel,
+    'deit-finetune-work',
+    'job mode: ReadWriteMany claim for checkpoints and job event files, mounted by the trainer at DEIT_TRAINER_WORK_DIR',
   ),
 };

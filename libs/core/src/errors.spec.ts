@@ -5,7 +5,9 @@ import {
   IntegrityError,
   InvalidArgumentError,
   NotFoundError,
+  PermissionDeniedError,
   ResourceExhaustedError,
+  UnauthenticatedError,
 } from './errors';
 
 describe('domain errors', () => {
@@ -15,6 +17,8 @@ describe('domain errors', () => {
     [new FailedPreconditionError('x'), 'FAILED_PRECONDITION', 'FailedPreconditionError'],
     [new IntegrityError('x'), 'DATA_LOSS', 'IntegrityError'],
     [new ResourceExhaustedError('x'), 'RESOURCE_EXHAUSTED', 'ResourceExhaustedError'],
+    [new UnauthenticatedError('x'), 'UNAUTHENTICATED', 'UnauthenticatedError'],
+    [new PermissionDeniedError('x'), 'PERMISSION_DENIED', 'PermissionDeniedError'],
   ])('%s carries kind %s and its class name', (error, kind, name) => {
     expect(error).toBeInstanceOf(DomainError);
     expect(error.kind).toBe(kind);

@@ -8,6 +8,7 @@ export type ErrorKind =
   | 'NOT_FOUND'
   | 'ALREADY_EXISTS'
   | 'FAILED_PRECONDITION'
+  | 'UNAUTHENTICATED'
   | 'PERMISSION_DENIED'
   | 'RESOURCE_EXHAUSTED'
   | 'DEADLINE_EXCEEDED'
@@ -55,5 +56,19 @@ export class IntegrityError extends DomainError {
 export class ResourceExhaustedError extends DomainError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('RESOURCE_EXHAUSTED', message, options);
+  }
+}
+
+/** The caller did not prove who it is: no credentials, or credentials this service does not know. */
+export class UnauthenticatedError extends DomainError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('UNAUTHENTICATED', message, options);
+  }
+}
+
+/** The caller is known but may not do this. */
+export class PermissionDeniedError extends DomainError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PERMISSION_DENIED', message, options);
   }
 }

@@ -38,7 +38,10 @@ export const FASHION_MNIST_LABELS: readonly string[] = [
 
 export type FashionMnistSplit = 'train' | 'test';
 
-const FASHION_MNIST_FILES: Record<FashionMnistSplit, { images: string; labels: string }> = {
+/** The file names of each split inside a Fashion-MNIST folder. */
+export const FASHION_MNIST_FILES: Readonly<
+  Record<FashionMnistSplit, { readonly images: string; readonly labels: string }>
+> = {
   train: { images: 'train-images-idx3-ubyte.gz', labels: 'train-labels-idx1-ubyte.gz' },
   test: { images: 't10k-images-idx3-ubyte.gz', labels: 't10k-labels-idx1-ubyte.gz' },
 };

@@ -1,7 +1,7 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InvalidArgumentError, NotFoundError } from '@deit-serve/core';
+import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '@deit-serve/core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listImageFolder, loadImageFolder } from './image-folder';
@@ -142,6 +142,58 @@ describe('loadImageFolder', () => {
     expect(err).toBeInstanceOf(InvalidArgumentError);
     expect((err as Error).message).toContain('none of its 2 image files could be decoded');
     expect((err as Error).message).toContain('a/x.png');
+  });
+
+  it('refuses a folder with more images than maxImages before decoding any', async () => {
+    const err: unknown = await loadImageFolder(join(root, 'data'), { maxImages: 6 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResourceExhaustedError);
+    expect((err as Error).message).toMatch(/would load 7 images, more than the 6 allowed/);
+    // `limit` is what would be loaded, so a limited load within maxImages goes ahead.
+    expect((await loadImageFolder(join(root, 'data'), { limit: 5, maxImages: 5 })).dataset.size).toBe(5);
+    expect((await loadImageFolder(join(root, 'data'), { maxImages: 7 })).dataset.size).toBe(6);
+  });
+
+  it('stops reading once maxBytes of files would be passed, and counts what it read', async () => {
+    const all = await loadImageFolder(join(root, 'data'));
+    expect(all.bytesRead).toBeGreaterThan(0);
+    expect((await loadImageFolder(join(root, 'data'), { maxBytes: all.bytesRead })).dataset.size).toBe(6);
+    const err: unknown = await loadImageFolder(join(root, 'data'), { maxBytes: all.bytesRead - 1 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ResourceExhaustedError);
+    expect((err as Error).message).toMatch(/would pass the limit of [\d,]+ bytes of dataset files/);
+    // The corrupt file counts too: it was read.
+    const sizes = await Promise.all(
+      [
+        'bird/b1.png',
+        'cat/c0-corrupt.png',
+        'cat/c1.png',
+        'cat/c2.jpeg',
+        'dog/d1.png',
+        'dog/d2.jpg',
+        'dog/nested/d3.PNG',
+      ].map(async (p) => (await stat(join(root, 'data', p))).size),
+    );
+    expect(all.bytesRead).toBe(sizes.reduce((a, b) => a + b, 0));
+  });
+
+  it('skips files that isAllowed refuses (a symlink leading out of the data roots)', async () => {
+    const dir = join(root, 'linked');
+    await put(join(dir, 'a', 'inside.png'), await solid('png', 4, 4, { r: 1, g: 2, b: 3 }));
+    await put(join(root, 'secret', 'outside.png'), await solid('png', 4, 4, { r: 1, g: 2, b: 3 }));
+    await symlink(join(root, 'secret', 'outside.png'), join(dir, 'a', 'link.png'));
+    const asked: string[] = [];
+    const { paths, problems } = await loadImageFolder(dir, {
+      isAllowed: (path) => {
+        asked.push(path);
+        return !path.endsWith('link.png');
+      },
+    });
+    expect(paths).toEqual(['a/inside.png']);
+    expect(problems).toEqual([
+      { path: 'a/link.png', reason: expect.stringMatching(/outside the allowed data roots/) as string },
+    ]);
+    expect(asked.sort()).toEqual([join(dir, 'a', 'inside.png'), join(dir, 'a', 'link.png')]);
   });
 
   it('checks its options', async () => {

@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join, relative } from 'node:path';
-import { InvalidArgumentError, NotFoundError } from '@deit-serve/core';
+import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '@deit-serve/core';
 import { decodeImage, preprocess, type DecodedImage, type Interpolation } from '@deit-serve/preprocess';
 import { sampleDataset, stratifiedQuotas, type ImageDataset, type ImageSample } from './dataset';
 
@@ -70,6 +70,22 @@ export interface ImageFolderOptions {
   readonly maxPixels?: number;
   /** Images decoded at once; default 4. */
   readonly concurrency?: number;
+  /**
+   * Most images the load may take: a folder that would yield more (after `limit`) is refused before
+   * anything is decoded, with a ResourceExhaustedError. Default: no limit.
+   */
+  readonly maxImages?: number;
+  /**
+   * Most bytes of image files the load may read (sizes on disk, failed files included); the file that
+   * would pass it is not read and the load fails with a ResourceExhaustedError. Default: no limit.
+   */
+  readonly maxBytes?: number;
+  /**
+   * Asked for each image file before it is read (with its path as found, symlinks unresolved); a file
+   * it refuses is reported in `problems` and skipped. A sandbox uses it to refuse files that a
+   * symlink inside the folder leads out of the allowed roots.
+   */
+  readonly isAllowed?: (path: string) => boolean | Promise<boolean>;
 }
 
 export interface ImageFolderDataset {
@@ -79,6 +95,8 @@ export interface ImageFolderDataset {
   readonly paths: readonly string[];
   /** Everything skipped, while listing or decoding. */
   readonly problems: readonly DatasetProblem[];
+  /** Bytes of image files read, failed ones included. */
+  readonly bytesRead: number;
 }
 
 const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -208,7 +226,7 @@ function resizeStored(
 
 function checkOptions(options: ImageFolderOptions): void {
   const problems: string[] = [];
-  const { limit, resize, maxPixels, concurrency } = options;
+  const { limit, resize, maxPixels, concurrency, maxImages, maxBytes } = options;
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {
     problems.push(`limit must be a positive integer, got ${limit}`);
   }
@@ -225,6 +243,12 @@ function checkOptions(options: ImageFolderOptions): void {
   }
   if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) {
     problems.push(`concurrency must be a positive integer, got ${concurrency}`);
+  }
+  if (maxImages !== undefined && (!Number.isSafeInteger(maxImages) || maxImages < 0)) {
+    problems.push(`maxImages must be a non-negative integer, got ${maxImages}`);
+  }
+  if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes < 0)) {
+    problems.push(`maxBytes must be a non-negative integer, got ${maxBytes}`);
   }
   if (problems.length > 0)
     throw new InvalidArgumentError(`invalid image folder options: ${problems.join('; ')}`);
@@ -244,11 +268,37 @@ export async function loadImageFolder(
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   const concurrency = options.concurrency ?? 4;
   const { files, classes } = listing;
+  const planned = Math.min(options.limit ?? files.length, files.length);
+  if (options.maxImages !== undefined && planned > options.maxImages) {
+    throw new ResourceExhaustedError(
+      `image folder ${root}: would load ${planned.toLocaleString('en-US')} images, more than the ` +
+        `${options.maxImages.toLocaleString('en-US')} allowed`,
+    );
+  }
+  let bytesRead = 0;
+  /** Set once the byte budget is spent: every decoder stops taking files. */
+  let overBudget: ResourceExhaustedError | undefined;
 
   const load = async (index: number): Promise<ImageSample | undefined> => {
     const { path, label } = files[index];
+    const absolute = join(root, path);
     try {
-      const bytes = await readFile(join(root, path));
+      if (options.isAllowed && !(await options.isAllowed(absolute))) {
+        throw new Error('leads outside the allowed data roots (a symbolic link?); not read');
+      }
+      if (options.maxBytes !== undefined) {
+        const size = (await stat(absolute)).size;
+        if (bytesRead + size > options.maxBytes) {
+          overBudget ??= new ResourceExhaustedError(
+            `image folder ${root}: reading ${path} (${size.toLocaleString('en-US')} bytes) would pass the ` +
+              `limit of ${options.maxBytes.toLocaleString('en-US')} bytes of dataset files`,
+          );
+          return undefined;
+        }
+        bytesRead += size; // reserved before the read, so concurrent decoders cannot overshoot together
+      }
+      const bytes = await readFile(absolute);
+      if (options.maxBytes === undefined) bytesRead += bytes.length;
       const image = await decodeImage(bytes, { maxPixels });
       if (options.resize) {
         const { data, size } = resizeStored(image, options.resize);
@@ -266,12 +316,13 @@ export async function loadImageFolder(
     const results: Array<ImageSample | undefined> = new Array<ImageSample | undefined>(indices.length);
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (next < indices.length) {
+      while (next < indices.length && overBudget === undefined) {
         const k = next++;
         results[k] = await load(indices[k]);
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, indices.length) }, worker));
+    if (overBudget !== undefined) throw overBudget;
     return results;
   };
 
@@ -306,5 +357,6 @@ export async function loadImageFolder(
     dataset: sampleDataset(samples, classes),
     paths: order.map((i) => files[i].path),
     problems,
+    bytesRead,
   };
 }

@@ -10,6 +10,7 @@ export {
 } from './dataset';
 export {
   FASHION_MNIST_DIR,
+  FASHION_MNIST_FILES,
   FASHION_MNIST_LABELS,
   IDX_IMAGES_MAGIC,
   IDX_LABELS_MAGIC,

@@ -37,6 +37,7 @@ import {
   type JobFunction,
   type JobKinds,
   type LossParts,
+  PathSandbox,
 } from '@deit-serve/trainer-engine';
 import {
   pruneCheckpoints,
@@ -55,7 +56,7 @@ import { renderCurvesPng } from './curves';
 import { evaluateStudent, forwardEval, top1Of } from './evaluate';
 import { buildLineage, gitCommit } from './lineage';
 import { applyPromotion, policyTop1 } from './promotion';
-import { loadFineTuneSources, type FineTuneSources } from './sources';
+import { loadFineTuneSources, type DatasetLimits, type FineTuneSources } from './sources';
 import { createStudentTrainer, type Parallelism, type StudentTrainer } from './student-trainer';
 import { TeacherRunner } from './teacher';
 
@@ -78,6 +79,10 @@ export interface FineTuneJobOptions {
   readonly evalBatchSize?: number;
   /** Samples the exported ONNX must reproduce (tfjs vs onnxruntime); default 8. */
   readonly exportCheckSamples?: number;
+  /** The data roots every path of the spec must lie in; default: none checked. */
+  readonly sandbox?: PathSandbox;
+  /** How much data the job may load; default: no limit. */
+  readonly datasetLimits?: DatasetLimits;
 }
 
 /** Absolute tolerance (plus the same relative share of |logit|) of the ONNX-vs-tfjs check at export. */
@@ -94,7 +99,12 @@ export function fineTuneJobKinds(): JobKinds {
 /** The job as the runner calls it, configured from the trainer's environment (`DEIT_*`). */
 export const fineTuneJob: JobFunction<FineTuneJobSpec, FineTuneResult> = (ctx) => {
   const config = loadConfig(trainerConfigSpec);
-  return createFineTuneJob({ registryDir: config.registryDir, backend: config.trainingBackend })(ctx);
+  return createFineTuneJob({
+    registryDir: config.registryDir,
+    backend: config.trainingBackend,
+    sandbox: new PathSandbox(config.dataRoots),
+    datasetLimits: { maxImages: config.maxDatasetImages, maxBytes: config.maxDatasetBytes },
+  })(ctx);
 };
 
 export function createFineTuneJob(
@@ -176,7 +186,13 @@ class FineTuneRun {
       this.options.registry ?? (await DirectoryRegistry.open(this.options.registryDir ?? 'registry'));
     signal.throwIfAborted();
 
-    const sources = await loadFineTuneSources(spec, { registry, signal });
+    const { sandbox, datasetLimits } = this.options;
+    const sources = await loadFineTuneSources(spec, {
+      registry,
+      signal,
+      ...(sandbox !== undefined && { sandbox }),
+      ...(datasetLimits !== undefined && { datasetLimits }),
+    });
     const { student, data } = sources;
     if (sources.teacher !== undefined) {
       const teacher = sources.teacher;

@@ -41,6 +41,7 @@ export {
   loadFineTuneSources,
   sourcesSpecCheck,
   teacherOutputs,
+  type DatasetLimits,
   type FineTuneData,
   type FineTuneSources,
   type LoadSourcesOptions,

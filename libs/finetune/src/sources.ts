@@ -4,11 +4,13 @@
  * spec fails within seconds and names all of its mistakes at once, including label sets that disagree.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
+import { ResourceExhaustedError } from '@deit-serve/core';
 import {
   datasetHash,
+  FASHION_MNIST_FILES,
   loadFashionMnist,
   loadImageFolder,
   type DatasetProblem,
@@ -30,6 +32,7 @@ import { labelsInOrder, type InputSpec, type Manifest, type ModelRegistry } from
 import { OnnxModelSession } from '@deit-serve/runtime';
 import {
   InvalidSpecError,
+  type PathSandbox,
   type FineTuneJobSpec,
   type SpecCheck,
   type SpecProblem,
@@ -95,6 +98,20 @@ export interface LoadSourcesOptions {
   readonly signal?: AbortSignal;
   /** onnxruntime threads of the teacher; default one per core. */
   readonly teacherThreads?: number;
+  /**
+   * When given, every path of the spec must lie inside its roots (else PathNotAllowedError,
+   * PERMISSION_DENIED, before anything is read), and so must every image file of an image folder
+   * (one that a symlink leads out is skipped as a problem).
+   */
+  readonly sandbox?: PathSandbox;
+  /** How much data the job may load; default: no limit. */
+  readonly datasetLimits?: DatasetLimits;
+}
+
+/** The most a job's data set may hold: images (training and evaluation together) and file bytes. */
+export interface DatasetLimits {
+  readonly maxImages: number;
+  readonly maxBytes: number;
 }
 
 type Bad = (field: string, problem: string) => void;
@@ -113,10 +130,13 @@ export async function loadFineTuneSources(
 ): Promise<FineTuneSources> {
   const problems: SpecProblem[] = [];
   const bad: Bad = (field, problem) => void problems.push({ field, problem });
+  // Checked again here, right before reading: the worker reads what the request named, and a
+  // symlink may have been re-pointed since the request was accepted.
+  await options.sandbox?.assertSpecAllowed(spec);
 
   const student = await attempt(bad, studentField(spec), () => loadStudent(spec, options.registry));
   options.signal?.throwIfAborted();
-  const data = await attempt(bad, datasetField(spec), () => loadData(spec, student?.input));
+  const data = await attempt(bad, datasetField(spec), () => loadData(spec, student?.input, options));
   options.signal?.throwIfAborted();
   const teacher =
     spec.teacher === undefined
@@ -472,8 +492,82 @@ export function labelMismatch(a: readonly string[], b: readonly string[]): strin
 // ---------------------------------------------------------------------------------------------
 // Data
 
-async function loadData(spec: FineTuneJobSpec, input: ModelInput | undefined): Promise<FineTuneData> {
+async function loadData(
+  spec: FineTuneJobSpec,
+  input: ModelInput | undefined,
+  options: LoadSourcesOptions,
+): Promise<FineTuneData> {
+  try {
+    return await readData(spec, input, options);
+  } catch (error) {
+    if (!(error instanceof ResourceExhaustedError)) throw error;
+    throw new InvalidSpecError([
+      {
+        field: 'dataset',
+        problem: `${error.message} (the trainer's limit per job); set dataset.max_train_images and max_eval_images, or use a smaller data set`,
+      },
+    ]);
+  }
+}
+
+/** Refuses a load that would take the job past its data set limits. */
+class DataBudget {
+  private images = 0;
+  private bytes = 0;
+
+  constructor(private readonly limits: DatasetLimits | undefined) {}
+
+  get remaining(): { maxImages?: number; maxBytes?: number } {
+    if (this.limits === undefined) return {};
+    return { maxImages: this.limits.maxImages - this.images, maxBytes: this.limits.maxBytes - this.bytes };
+  }
+
+  /** Before reading files: their sizes on disk. */
+  async reserveFiles(paths: readonly string[]): Promise<void> {
+    if (this.limits === undefined) return;
+    // A file that cannot be stat'ed is left to the loader, which reports it in its own words.
+    const sizes = await Promise.all(
+      paths.map((p) =>
+        stat(p).then(
+          (s) => s.size,
+          () => 0,
+        ),
+      ),
+    );
+    this.addBytes(
+      sizes.reduce((a, b) => a + b, 0),
+      paths.join(', '),
+    );
+  }
+
+  addBytes(count: number, what: string): void {
+    this.bytes += count;
+    if (this.limits !== undefined && this.bytes > this.limits.maxBytes) {
+      throw new ResourceExhaustedError(
+        `reading ${what} takes the data set to ${this.bytes.toLocaleString('en-US')} bytes, above the limit of ` +
+          `${this.limits.maxBytes.toLocaleString('en-US')}`,
+      );
+    }
+  }
+
+  addImages(count: number, what: string): void {
+    this.images += count;
+    if (this.limits !== undefined && this.images > this.limits.maxImages) {
+      throw new ResourceExhaustedError(
+        `${what} takes the data set to ${this.images.toLocaleString('en-US')} images, above the limit of ` +
+          `${this.limits.maxImages.toLocaleString('en-US')}`,
+      );
+    }
+  }
+}
+
+async function readData(
+  spec: FineTuneJobSpec,
+  input: ModelInput | undefined,
+  options: LoadSourcesOptions,
+): Promise<FineTuneData> {
   const { source, validationFraction, maxTrainImages, maxEvalImages } = spec.dataset;
+  const budget = new DataBudget(options.datasetLimits);
   const limit = (dataset: ImageDataset, max: number | undefined): ImageDataset =>
     max === undefined ? dataset : dataset.limit(max);
   const problems: DatasetProblem[] = [];
@@ -483,10 +577,16 @@ async function loadData(spec: FineTuneJobSpec, input: ModelInput | undefined): P
   let evalPart: string;
   if (source.kind === 'fashion-mnist') {
     name = 'fashion-mnist';
+    const splitFiles = (split: 'train' | 'test') =>
+      [FASHION_MNIST_FILES[split].images, FASHION_MNIST_FILES[split].labels].map((f) => join(source.dir, f));
+    await budget.reserveFiles(splitFiles('train'));
     const full = (await loadFashionMnist(source.dir, 'train')).dataset;
+    budget.addImages(full.size, `the Fashion-MNIST training split of ${source.dir}`);
     if (source.evalOnTest) {
       train = full;
+      await budget.reserveFiles(splitFiles('test'));
       evalSet = (await loadFashionMnist(source.dir, 'test')).dataset;
+      budget.addImages(evalSet.size, `the Fashion-MNIST test split of ${source.dir}`);
       evalPart = 'test';
     } else {
       ({ train, validation: evalSet } = full.split(validationFraction, spec.seed));
@@ -499,12 +599,17 @@ async function loadData(spec: FineTuneJobSpec, input: ModelInput | undefined): P
       input === undefined
         ? undefined
         : { size: Math.max(input.image_size, Math.floor(input.image_size / input.crop_pct)) };
+    const sandbox = options.sandbox;
     const loadFolder = async (dir: string, max: number | undefined) => {
       const folder = await loadImageFolder(dir, {
         ...(max !== undefined && { limit: max }),
         ...(resize !== undefined && { resize }),
+        ...budget.remaining,
+        ...(sandbox !== undefined && { isAllowed: (path: string) => sandbox.contains(path) }),
       });
       problems.push(...folder.problems.map((p) => ({ ...p, path: `${dir}/${p.path}` })));
+      budget.addBytes(folder.bytesRead, dir);
+      budget.addImages(folder.dataset.size, dir);
       return folder.dataset;
     };
     if (source.valDir !== undefined) {

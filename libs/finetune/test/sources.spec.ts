@@ -1,11 +1,17 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FASHION_MNIST_LABELS } from '@deit-serve/datasets';
 import { DEIT_PRESETS, initDeitWeights, writeSafetensors } from '@deit-serve/model';
 import { packageAndPublish, presetWeights } from '@deit-serve/packaging';
 import { DirectoryRegistry } from '@deit-serve/registry';
-import { validateFineTuneSpec } from '@deit-serve/trainer-engine';
+import {
+  InvalidSpecError,
+  PathNotAllowedError,
+  PathSandbox,
+  validateFineTuneSpec,
+} from '@deit-serve/trainer-engine';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadFineTuneSources, sourcesSpecCheck } from '../src';
 import { TeacherRunner } from '../src/teacher';
@@ -111,5 +117,133 @@ describe('loadFineTuneSources', () => {
     const problems = await sourcesSpecCheck({ registry })(spec, {});
     expect(problems.map((p) => p.field)).toEqual(['dataset.fashion_mnist.dir', 'teacher.onnx_path']);
     expect(problems[1]?.problem).toMatch(/no\.onnx/);
+  });
+});
+
+describe('loadFineTuneSources within a sandbox and data set limits', () => {
+  const pico = 'deit_pico_distilled_patch4_28';
+  const folderSpec = (trainDir: string, valDir = '') =>
+    validateFineTuneSpec({
+      ...fineTuneRequest({ student: { preset: pico } }),
+      dataset: {
+        imageFolder: { trainDir, valDir },
+        validationFraction: 0.34,
+        maxTrainImages: 0,
+        maxEvalImages: 0,
+      },
+    });
+  const problemsOf = (error: unknown) => {
+    expect(error).toBeInstanceOf(InvalidSpecError);
+    return (error as InvalidSpecError).problems;
+  };
+
+  it('refuses a spec path that leads out of the roots before reading anything (PERMISSION_DENIED)', async () => {
+    const data = join(root, 'sandboxed');
+    await mkdir(data, { recursive: true });
+    const weights = join(root, 'outside.safetensors');
+    await writeFile(
+      weights,
+      writeSafetensors(initDeitWeights(DEIT_PRESETS.deit_pico_distilled_patch4_28, 5)),
+    );
+    await symlink(weights, join(data, 'student.safetensors'));
+    const spec = validateFineTuneSpec({
+      ...fineTuneRequest({
+        student: { safetensors: { path: join(data, 'student.safetensors'), preset: pico } },
+      }),
+      dataset: fashionMnist(fmnist),
+    });
+    // Without a sandbox the same spec loads: the refusal below is the sandbox's doing.
+    await expect(loadFineTuneSources(spec, { registry })).resolves.toBeDefined();
+    const error = await loadFineTuneSources(spec, { registry, sandbox: new PathSandbox([data]) }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(PathNotAllowedError);
+    expect((error as PathNotAllowedError).kind).toBe('PERMISSION_DENIED');
+    expect((error as Error).message).toMatch(/student\.safetensors\.path: .*symbolic link/);
+    expect((error as Error).message).toMatch(/dataset\.fashion_mnist\.dir: .*outside the data roots/);
+  });
+
+  it('skips image files that a symlink inside the folder leads out of the roots', async () => {
+    const folder = await writeImageFolder(join(root, 'roots', 'folder-with-link'), ['a', 'b', 'c'], 3);
+    const png = sharp({ create: { width: 28, height: 28, channels: 3, background: { r: 1, g: 2, b: 3 } } });
+    await writeFile(join(root, 'stolen.png'), await png.png().toBuffer());
+    await symlink(join(root, 'stolen.png'), join(folder.dir, 'a', 'zz-link.png'));
+    const { data } = await loadFineTuneSources(folderSpec(folder.dir), {
+      registry,
+      sandbox: new PathSandbox([join(root, 'roots')]),
+    });
+    expect(data.train.size + data.eval.size).toBe(9);
+    expect(data.problems.map((p) => [p.path, p.reason])).toContainEqual([
+      join(folder.dir, 'a', 'zz-link.png'),
+      expect.stringMatching(/outside the allowed data roots/),
+    ]);
+  });
+
+  it('refuses a data set with more images than the limit, naming the dataset field', async () => {
+    const folder = await writeImageFolder(join(root, 'limit-images'), ['a', 'b', 'c'], 3);
+    const within = await loadFineTuneSources(folderSpec(folder.dir), {
+      registry,
+      datasetLimits: { maxImages: 10, maxBytes: 1 << 30 },
+    });
+    expect(within.data.train.size + within.data.eval.size).toBe(9);
+    const error = await loadFineTuneSources(folderSpec(folder.dir), {
+      registry,
+      datasetLimits: { maxImages: 8, maxBytes: 1 << 30 },
+    }).catch((e: unknown) => e);
+    expect(problemsOf(error)).toEqual([
+      {
+        field: 'dataset',
+        problem: expect.stringMatching(/would load 10 images, more than the 8 allowed.*max_train_images/),
+      },
+    ]);
+    // Fashion-MNIST: train (20) and test (10) count together.
+    const fm = (evalOnTest: boolean) =>
+      validateFineTuneSpec({
+        ...fineTuneRequest({ student: { preset: pico } }),
+        dataset: fashionMnist(fmnist, evalOnTest),
+      });
+    const limits = { maxImages: 25, maxBytes: 1 << 30 };
+    await expect(loadFineTuneSources(fm(false), { registry, datasetLimits: limits })).resolves.toBeDefined();
+    expect(
+      problemsOf(
+        await loadFineTuneSources(fm(true), { registry, datasetLimits: limits }).catch((e: unknown) => e),
+      ),
+    ).toEqual([
+      { field: 'dataset', problem: expect.stringMatching(/test split .* 30 images, above the limit of 25/) },
+    ]);
+  });
+
+  it('refuses a data set whose files exceed the byte limit', async () => {
+    const folder = await writeImageFolder(join(root, 'limit-bytes'), ['a', 'b'], 2);
+    const error = await loadFineTuneSources(folderSpec(folder.dir), {
+      registry,
+      datasetLimits: { maxImages: 1000, maxBytes: 100 },
+    }).catch((e: unknown) => e);
+    expect(problemsOf(error)).toEqual([
+      {
+        field: 'dataset',
+        problem: expect.stringMatching(/would pass the limit of 100 bytes of dataset files/),
+      },
+    ]);
+    const trainFiles = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'];
+    const fmBytes = (await Promise.all(trainFiles.map((f) => stat(join(fmnist, f))))).reduce(
+      (a, s) => a + s.size,
+      0,
+    );
+    const fm = validateFineTuneSpec({
+      ...fineTuneRequest({ student: { preset: pico } }),
+      dataset: fashionMnist(fmnist),
+    });
+    await expect(
+      loadFineTuneSources(fm, { registry, datasetLimits: { maxImages: 1000, maxBytes: fmBytes } }),
+    ).resolves.toBeDefined();
+    expect(
+      problemsOf(
+        await loadFineTuneSources(fm, {
+          registry,
+          datasetLimits: { maxImages: 1000, maxBytes: fmBytes - 1 },
+        }).catch((e: unknown) => e),
+      ),
+    ).toEqual([{ field: 'dataset', problem: expect.stringMatching(/above the limit of/) }]);
   });
 });

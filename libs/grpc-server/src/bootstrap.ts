@@ -11,8 +11,10 @@ import { type MicroserviceOptions, Transport } from '@nestjs/microservices';
 import type { ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { loadPackageDefinition, type PROTO_FILES } from '@deit-serve/proto';
+import { type AccessRules, authInterceptor, TokenAuthenticator } from './auth';
 import { GrpcExceptionFilter } from './errors';
-import { HealthController, HealthStatus } from './health';
+import { HealthPortModule } from './health';
+import { loadServerSecurity, type SecurityConfig, type ServerSecurity } from './security';
 
 export interface GrpcServiceOptions {
   host: string;
@@ -26,16 +28,26 @@ export interface GrpcServiceOptions {
   channelOptions?: ChannelOptions;
   credentials?: ServerCredentials;
   logLevels?: LogLevel[];
+  /**
+   * Bearer tokens and TLS, from loadServerSecurity. Without tokens every caller may call every
+   * method (logged as a warning at start); without TLS the server speaks plain text.
+   */
+  security?: ServerSecurity;
+  /** The role each served method needs (required when `security` has tokens). */
+  access?: AccessRules;
+  /** A second, plain-text port serving only grpc.health.v1 (0 or absent: none). */
+  healthPort?: number;
 }
 
-/** grpc.health.v1 for every service process. */
-@Module({ providers: [HealthStatus], controllers: [HealthController], exports: [HealthStatus] })
-export class HealthModule {}
+/** The root of a service whose health is also served on its own port. */
+@Module({})
+class ServiceRootModule {}
 
 /**
  * Creates a NestJS gRPC microservice with the house defaults: messages coded by the generated
  * codecs, grpc.health.v1, optional server reflection, domain errors mapped to gRPC statuses, and
- * graceful shutdown on SIGTERM.
+ * graceful shutdown on SIGTERM; with `security`, bearer-token roles on every call but health, and
+ * TLS (README "Security").
  */
 export async function createGrpcMicroservice(
   module: Type | DynamicModule,
@@ -44,7 +56,18 @@ export async function createGrpcMicroservice(
   const protoFiles = [...new Set([...options.protoFiles, 'health' as const])];
   const packageDefinition = loadPackageDefinition(protoFiles);
   const logger = new Logger('gRPC');
-  const app = await NestFactory.createMicroservice<MicroserviceOptions>(module, {
+  const tokens = options.security?.tokens;
+  if (tokens && !options.access)
+    throw new Error('authentication needs the access rules of the served methods');
+  const authenticator = tokens ? new TokenAuthenticator(tokens) : undefined;
+  const root = options.healthPort
+    ? {
+        module: ServiceRootModule,
+        imports: [module, HealthPortModule.register(options.host, options.healthPort)],
+      }
+    : module;
+  const credentials = options.security?.tls?.credentials ?? options.credentials;
+  const app = await NestFactory.createMicroservice<MicroserviceOptions>(root, {
     logger: options.logLevels ?? ['error', 'warn', 'log'],
     // Start-up errors reach the caller (main() reports them and exits) instead of Nest's process.exit.
     abortOnError: false,
@@ -55,19 +78,53 @@ export async function createGrpcMicroservice(
       packageDefinition,
       maxReceiveMessageLength: options.maxMessageBytes,
       maxSendMessageLength: options.maxMessageBytes,
-      channelOptions: { ...options.channelOptions },
+      channelOptions: {
+        ...options.channelOptions,
+        // Server interceptors see every call of every service (reflection too) before its handler.
+        ...(authenticator
+          ? { interceptors: [authInterceptor(authenticator, options.access ?? {}, new Logger('auth'))] }
+          : {}),
+      },
       gracefulShutdown: true,
-      ...(options.credentials ? { credentials: options.credentials } : {}),
+      ...(credentials ? { credentials } : {}),
       onLoadPackageDefinition: (pkg: unknown, server: Server) => {
         if (!options.reflection) return;
         new ReflectionService(pkg as ConstructorParameters<typeof ReflectionService>[0]).addToServer(server);
-        logger.log('server reflection enabled');
+        logger.log(`server reflection enabled${authenticator ? ' (for callers with a valid token)' : ''}`);
       },
     },
   });
+  logSecurity(logger, options.security);
   app.useGlobalFilters(new GrpcExceptionFilter());
   app.enableShutdownHooks();
   return app;
+}
+
+/** Says at start how callers are checked; an open or plain-text service is said loudly. */
+function logSecurity(logger: Logger, security: ServerSecurity | undefined): void {
+  const tokens = security?.tokens;
+  const tls = security?.tls;
+  if (tokens) {
+    logger.log(
+      `authentication on: ${tokens.length} bearer token(s) (${tokens.map((t) => t.name).join(', ')})`,
+    );
+  } else {
+    logger.warn(
+      'UNAUTHENTICATED: DEIT_AUTH_TOKENS_FILE is not set, so any caller that reaches this port may call ' +
+        'every method; set it before exposing the service (README "Security")',
+    );
+  }
+  if (tls) {
+    logger.log(
+      `TLS on${tls.mutual ? ', mutual (client certificates required)' : ''}: ${tls.subject}, valid until ${tls.validTo}`,
+    );
+  } else if (tokens) {
+    logger.warn(
+      'plain-text gRPC: bearer tokens cross the network readable; set DEIT_TLS_CERT_FILE and DEIT_TLS_KEY_FILE',
+    );
+  } else {
+    logger.log('plain-text gRPC (DEIT_TLS_CERT_FILE not set)');
+  }
 }
 
 const LOG_LEVELS = ['error', 'warn', 'log', 'debug', 'verbose'] as const;
@@ -75,4 +132,15 @@ const LOG_LEVELS = ['error', 'warn', 'log', 'debug', 'verbose'] as const;
 /** NestJS log levels enabled by a threshold such as `log` (error, warn and log). */
 export function logLevelsUpTo(level: (typeof LOG_LEVELS)[number]): LogLevel[] {
   return LOG_LEVELS.slice(0, LOG_LEVELS.indexOf(level) + 1);
+}
+
+/**
+ * The security options of a service from its configuration: the tokens and TLS files read and checked
+ * (one ConfigError for every problem), the app's access rules, the plain-text health port.
+ */
+export function securityOptions(
+  config: SecurityConfig & { readonly healthPort: number },
+  access: AccessRules,
+): Pick<GrpcServiceOptions, 'security' | 'access' | 'healthPort'> {
+  return { security: loadServerSecurity(config), access, healthPort: config.healthPort };
 }

@@ -5,8 +5,8 @@ import { dirname, join } from 'node:path';
 import { Module, type INestMicroservice } from '@nestjs/common';
 import { healthV1, healthV1Client } from '@deit-serve/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGrpcMicroservice, HealthModule } from './bootstrap';
-import { HealthStatus } from './health';
+import { createGrpcMicroservice } from './bootstrap';
+import { HealthModule, HealthStatus } from './health';
 import { freePort } from './ports';
 
 const { HealthCheckResponse_ServingStatus: S } = healthV1;

@@ -1,4 +1,6 @@
-export { createGrpcMicroservice, HealthModule, logLevelsUpTo, type GrpcServiceOptions } from './bootstrap';
+export { type AccessRules, hasRole, methodRoles, requirementOf, TokenAuthenticator } from './auth';
+export { createGrpcMicroservice, logLevelsUpTo, securityOptions, type GrpcServiceOptions } from './bootstrap';
 export { GrpcExceptionFilter, toGrpcError, type GrpcError } from './errors';
-export { HealthController, HealthStatus } from './health';
+export { HealthController, HealthModule, HealthPortModule, HealthStatus } from './health';
 export { freePort } from './ports';
+export { loadServerSecurity, type SecurityConfig, type ServerSecurity, type ServerTls } from './security';

@@ -1,5 +1,5 @@
 import { FailedPreconditionError, InvalidArgumentError } from '@deit-serve/core';
-import { decodeImage, preprocess } from '@deit-serve/preprocess';
+import { decodeImage, PixelBudget, preprocess } from '@deit-serve/preprocess';
 import { inferenceV1 } from '@deit-serve/proto';
 import { disagreement, headLogits, type HeadChoice, topK } from './heads';
 import type { LoadedModel } from './loaded-model';
@@ -20,15 +20,21 @@ export interface ClassifyContext {
 export interface ClassificationOptions {
   defaultModel: string;
   maxDecodedPixels: number;
+  /** Pixels decoding at once across requests (bounds decoder memory); default `maxDecodedPixels`. */
+  maxDecodingPixels?: number;
 }
 
 /** Classifies one image or tensor: preprocessing per the model's manifest, batching, head choice. */
 export class ClassificationService {
+  private readonly decoding: PixelBudget;
+
   constructor(
     private readonly host: ModelHost,
     private readonly metrics: InferenceMetrics,
     private readonly options: ClassificationOptions,
-  ) {}
+  ) {
+    this.decoding = new PixelBudget(options.maxDecodingPixels ?? options.maxDecodedPixels);
+  }
 
   async classify(
     request: inferenceV1.ClassifyRequest,
@@ -47,9 +53,11 @@ export class ClassificationService {
           `${model.key} has no distillation head; use HEAD_CLS or HEAD_AVERAGE`,
         );
       }
+      // Under overload an item that cannot be queued is refused before its image is decoded.
+      model.batcher.assertRoom();
       const input = request.tensor
         ? tensorInput(request.tensor, model)
-        : await this.imageInput(request.image ?? new Uint8Array(), model);
+        : await this.imageInput(request.image ?? new Uint8Array(), model, context.signal);
       const preprocessed = performance.now();
       this.metrics.queueLength.inc();
       let batched;
@@ -95,8 +103,16 @@ export class ClassificationService {
     }
   }
 
-  private async imageInput(bytes: Uint8Array, model: LoadedModel): Promise<Float32Array> {
-    const image = await decodeImage(bytes, { maxPixels: this.options.maxDecodedPixels });
+  private async imageInput(
+    bytes: Uint8Array,
+    model: LoadedModel,
+    signal: AbortSignal | undefined,
+  ): Promise<Float32Array> {
+    const image = await decodeImage(bytes, {
+      maxPixels: this.options.maxDecodedPixels,
+      budget: this.decoding,
+      ...(signal !== undefined && { signal }),
+    });
     return preprocess(image, model.inputSpec);
   }
 

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import {
   buildFineTuneJob,
   EXIT_CODE_PERMANENT_FAILURE,
+  FINETUNE_JOB_COMMAND,
+  FINETUNE_JOB_SCRIPT,
   fineTuneJobLabelValue,
   fineTuneJobName,
   type FineTuneJobOptions,
@@ -82,6 +84,17 @@ describe('buildFineTuneJob', () => {
       action: 'Ignore',
       onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }],
     });
+  });
+
+  it("runs the trainer image's one-job entry point unless told otherwise", () => {
+    const { command: _command, ...rest } = base;
+    const defaulted = buildFineTuneJob(rest).spec.template.spec.containers[0];
+    expect(defaulted.command).toEqual([
+      'node',
+      '--enable-source-maps',
+      '/app/dist/apps/trainer/src/run-job.js',
+    ]);
+    expect(FINETUNE_JOB_COMMAND.at(-1)).toBe(FINETUNE_JOB_SCRIPT);
   });
 
   it('runs the image and command given, with the registry and work directories in its environment', () => {

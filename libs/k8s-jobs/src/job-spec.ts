@@ -42,6 +42,13 @@ export const RESERVED_ENV = [
 /** Exit code of a fine-tune entry point for a bad spec or configuration: retrying cannot help. */
 export const EXIT_CODE_PERMANENT_FAILURE = 2;
 
+/**
+ * The one-job entry point in the trainer's image (`apps/trainer/src/run-job.ts`, built by
+ * tools/scripts/build.mjs to `dist/`, which docker/Dockerfile copies to `/app/dist`).
+ */
+export const FINETUNE_JOB_SCRIPT = '/app/dist/apps/trainer/src/run-job.js';
+export const FINETUNE_JOB_COMMAND: readonly string[] = ['node', '--enable-source-maps', FINETUNE_JOB_SCRIPT];
+
 export const FINETUNE_DEFAULTS = {
   serviceAccountName: 'deit-finetune',
   registryMountPath: '/registry',
@@ -69,8 +76,8 @@ export interface FineTuneJobOptions {
   readonly namespace: string;
   /** The trainer's image (it holds the fine-tune code). */
   readonly image: string;
-  /** Entry point of one fine-tune run in that image. */
-  readonly command: readonly string[];
+  /** Entry point of one fine-tune run in that image; default {@link FINETUNE_JOB_COMMAND}. */
+  readonly command?: readonly string[];
   readonly args?: readonly string[];
   readonly workingDir?: string;
   /** Extra environment (the trainer's configuration); names in RESERVED_ENV are set by the builder. */
@@ -199,7 +206,8 @@ export function buildFineTuneJob(options: FineTuneJobOptions): Job {
     options.image.trim() !== '' && !/\s/.test(options.image),
     `bad image ${JSON.stringify(options.image)}`,
   );
-  check(options.command.length > 0 && options.command.every((c) => c !== ''), 'command must not be empty');
+  const command = options.command ?? FINETUNE_JOB_COMMAND;
+  check(command.length > 0 && command.every((c) => c !== ''), 'command must not be empty');
   check(DNS_LABEL.test(options.registryClaimName), `bad registry claim name ${options.registryClaimName}`);
   const serviceAccountName = options.serviceAccountName ?? d.serviceAccountName;
   check(DNS_LABEL.test(serviceAccountName), `bad service account name ${serviceAccountName}`);
@@ -288,7 +296,7 @@ export function buildFineTuneJob(options: FineTuneJobOptions): Job {
     name: 'finetune',
     image: options.image,
     imagePullPolicy: options.imagePullPolicy ?? d.imagePullPolicy,
-    command: [...options.command],
+    command: [...command],
     env,
     resources: { requests, limits },
     securityContext,

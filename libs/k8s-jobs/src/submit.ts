@@ -1,18 +1,10 @@
 import type { Job } from './types';
+import type { JobView } from './status';
 
 /**
- * The one call of the Kubernetes batch/v1 API that job mode needs. `BatchV1Api` of
- * `@kubernetes/client-node` (1.x and later: object parameters) satisfies it:
- *
- * ```ts
- * import { KubeConfig, BatchV1Api } from '@kubernetes/client-node';
- * const kc = new KubeConfig();
- * kc.loadFromCluster(); // the trainer pod's ServiceAccount token (k8s/components/trainer-job-mode)
- * const api: BatchApi = kc.makeApiClient(BatchV1Api);
- * ```
- *
- * The dependency is not part of the workspace yet; anything with this method (a test double, a thin
- * fetch-based client) works as well.
+ * The one call of the Kubernetes batch/v1 API that submitting needs. `BatchV1Api` of
+ * `@kubernetes/client-node` (1.x and later: object parameters) satisfies it; `connectBatchApi`
+ * (client.ts) makes one. Anything with this method (a test double) works as well.
  */
 export interface BatchApi {
   createNamespacedJob(request: {
@@ -20,6 +12,20 @@ export interface BatchApi {
     body: Job;
     fieldManager?: string;
     fieldValidation?: string;
+  }): Promise<unknown>;
+}
+
+/**
+ * Everything the trainer's Kubernetes runner calls, and so everything its Role must allow
+ * (k8s/components/trainer-job-mode: batch jobs create, list, delete; get and watch for people with
+ * kubectl). `BatchV1Api` satisfies it (checked by the type of `connectBatchApi`).
+ */
+export interface BatchJobsApi extends BatchApi {
+  listNamespacedJob(request: { namespace: string; labelSelector?: string }): Promise<{ items: JobView[] }>;
+  deleteNamespacedJob(request: {
+    name: string;
+    namespace: string;
+    propagationPolicy?: string;
   }): Promise<unknown>;
 }
 
@@ -31,7 +37,7 @@ export interface SubmitResult {
 }
 
 /** HTTP status of an API error, across @kubernetes/client-node's versions (ApiException.code, HttpError.statusCode). */
-function httpStatus(error: unknown): number | undefined {
+export function httpStatus(error: unknown): number | undefined {
   if (typeof error !== 'object' || error === null) return undefined;
   const e = error as { code?: unknown; statusCode?: unknown; response?: { statusCode?: unknown } };
   for (const value of [e.code, e.statusCode, e.response?.statusCode]) {
@@ -61,6 +67,36 @@ export async function submitFineTuneJob(
     return { name, namespace, created: true };
   } catch (error) {
     if (httpStatus(error) === 409) return { name, namespace, created: false };
+    throw error;
+  }
+}
+
+/** Label selector of the Jobs this library builds (the trainer lists them, and only them). */
+export const FINETUNE_JOB_SELECTOR =
+  'app.kubernetes.io/managed-by=deit-trainer,app.kubernetes.io/name=deit-finetune';
+
+/** The fine-tune Jobs of a namespace, by name. */
+export async function listFineTuneJobs(api: BatchJobsApi, namespace: string): Promise<Map<string, JobView>> {
+  const list = await api.listNamespacedJob({ namespace, labelSelector: FINETUNE_JOB_SELECTOR });
+  const jobs = new Map<string, JobView>();
+  for (const job of list.items) if (job.metadata?.name) jobs.set(job.metadata.name, job);
+  return jobs;
+}
+
+/**
+ * Deletes a Job and, in the background, its pods (their containers get SIGTERM and the pod's grace
+ * period to checkpoint). Resolves false when there was no such Job (deleted before: idempotent).
+ */
+export async function deleteFineTuneJob(
+  api: BatchJobsApi,
+  name: string,
+  namespace: string,
+): Promise<boolean> {
+  try {
+    await api.deleteNamespacedJob({ name, namespace, propagationPolicy: 'Background' });
+    return true;
+  } catch (error) {
+    if (httpStatus(error) === 404) return false;
     throw error;
   }
 }

@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { bombPng, encodePng } from '../test/png';
 import { decodeImage, sniffFormat } from './decode';
+import { PixelBudget } from './pixel-budget';
 
 const LIMIT = { maxPixels: 4_000_000 };
 
@@ -208,5 +209,28 @@ describe('decodeImage: refusals', () => {
 
   it('treats a bad limit as a configuration error, not the caller’s', async () => {
     await expect(decodeImage(Buffer.from([1]), { maxPixels: 0 })).rejects.toBeInstanceOf(RangeError);
+  });
+});
+
+describe('decodeImage: shared pixel budget', () => {
+  it('waits for room for its declared pixels, and gives them back after success or failure', async () => {
+    const budget = new PixelBudget(10_000);
+    const png = await rgb(50, 40).png().toBuffer();
+    const full = await budget.acquire(10_000);
+    let decoded = false;
+    const waiting = decodeImage(png, { ...LIMIT, budget }).then(() => (decoded = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect([decoded, budget.queued]).toEqual([false, 1]);
+    full();
+    await waiting;
+    expect(budget.inUse).toBe(0);
+    await rejects(
+      decodeImage(png.subarray(0, png.length - 40), { ...LIMIT, budget }),
+      /truncated or corrupt/,
+    );
+    expect(budget.inUse).toBe(0);
+    // Refused from the header: never takes any of the budget.
+    await rejects(decodeImage(bombPng(100_000, 100_000), { ...LIMIT, budget }), /above the limit/);
+    expect([budget.inUse, budget.queued]).toEqual([0, 0]);
   });
 });

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '@deit-serve/core';
 import sharp from 'sharp';
+import type { PixelBudget } from './pixel-budget';
 
 // libvips' operation cache keeps decoded images around for reuse a server never has; without it
 // memory stays flat under load.
@@ -37,6 +38,10 @@ export interface DecodeOptions {
   maxPixels: number;
   /** Formats accepted; defaults to DEFAULT_IMAGE_FORMATS. */
   formats?: readonly ImageFormat[];
+  /** Shared by concurrent decodes: each holds its declared pixels while its raster is decoded. */
+  budget?: PixelBudget;
+  /** Gives up waiting for the budget (with the signal's reason) when aborted. */
+  signal?: AbortSignal;
 }
 
 /** 8-bit RGB, row-major, channels interleaved (HWC): `data[(y * width + x) * 3 + c]`. */
@@ -189,6 +194,7 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions): Pr
     );
   }
 
+  const release = await options.budget?.acquire(width * height, options.signal);
   let raw: { data: Buffer; info: sharp.OutputInfo };
   try {
     raw = await sharp(input, {
@@ -208,6 +214,8 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions): Pr
       `${FORMAT_NAMES[format]} image (${width}×${height}) is truncated or corrupt: ${reason(err)}`,
       { cause: err },
     );
+  } finally {
+    release?.();
   }
   return { data: toRgb(raw.data, raw.info), width: raw.info.width, height: raw.info.height, format };
 }

@@ -13,6 +13,7 @@ export {
   type InputSpec,
   type Interpolation,
 } from './input-spec';
+export { PixelBudget } from './pixel-budget';
 export {
   evalGeometry,
   normalizationTable,

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type DomainError } from '@deit-serve/core';
-import { assertAliasName, formatModelRef, parseModelRef, toModelRef } from '../src/index';
+import { assertAliasName, assertModelName, formatModelRef, parseModelRef, toModelRef } from '../src/index';
 import { describe, expect, it } from 'vitest';
 
 describe('model refs', () => {
@@ -46,6 +46,29 @@ describe('model refs', () => {
     expect(error).toBeInstanceOf(InvalidArgumentError);
     expect((error as DomainError).kind).toBe('INVALID_ARGUMENT');
     expect((error as Error).message).toContain(message);
+  });
+
+  // Names become folder and file names in the registry: nothing that could leave its folder.
+  it.each([
+    '..',
+    '.',
+    '../x',
+    'x/..',
+    'a..b',
+    'a/b',
+    '/abs',
+    'a\\b',
+    'c:x',
+    'a\u0000b',
+    'a\nb',
+    'a\tb',
+    'a\u007fb',
+    'a\u2215b', // division slash, looks like "/"
+    'a b',
+    '',
+  ])('refuses %j as a model name and as an alias name', (name) => {
+    expect(() => assertModelName(name)).toThrow(InvalidArgumentError);
+    expect(() => assertAliasName(name)).toThrow(InvalidArgumentError);
   });
 
   it('validates objects from untyped callers like text', () => {

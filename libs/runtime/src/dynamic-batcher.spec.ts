@@ -138,6 +138,8 @@ describe('DynamicBatcher', () => {
       kind: 'RESOURCE_EXHAUSTED',
       message: expect.stringMatching(/queue full \(2 requests waiting\)/),
     });
+    // The same answer up front, for callers that would otherwise preprocess in vain.
+    expect(() => b.assertRoom()).toThrow(/queue full \(2 requests waiting\)/);
     gate.resolve();
     expect((await Promise.all([running, ...queued])).map((x) => x.result)).toEqual([10, 20, 30]);
     expect(r.batches).toEqual([[1], [2], [3]]);

@@ -84,6 +84,25 @@ export class DynamicBatcher<Item, Result> {
     return this.executing;
   }
 
+  /**
+   * Throws the RESOURCE_EXHAUSTED a submit would get now. Lets a caller refuse before it spends work
+   * (decoding, preprocessing) on an item that cannot be queued; the submit still decides.
+   */
+  assertRoom(): void {
+    const full = this.fullError();
+    if (full) throw full;
+  }
+
+  private fullError(): ResourceExhaustedError | undefined {
+    if (this.queue.length < this.options.maxQueueSize) return undefined;
+    // Dead entries would otherwise hold slots until the next dispatch.
+    this.dropDead();
+    if (this.queue.length < this.options.maxQueueSize) return undefined;
+    return new ResourceExhaustedError(
+      `${this.label}: queue full (${this.options.maxQueueSize} requests waiting); retry later`,
+    );
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }
@@ -97,17 +116,8 @@ export class DynamicBatcher<Item, Result> {
     if (deadline !== undefined && deadline <= Date.now()) {
       return Promise.reject(deadlineError(this.label));
     }
-    if (this.queue.length >= this.options.maxQueueSize) {
-      // Dead entries would otherwise hold slots until the next dispatch.
-      this.dropDead();
-      if (this.queue.length >= this.options.maxQueueSize) {
-        return Promise.reject(
-          new ResourceExhaustedError(
-            `${this.label}: queue full (${this.options.maxQueueSize} requests waiting); retry later`,
-          ),
-        );
-      }
-    }
+    const full = this.fullError();
+    if (full) return Promise.reject(full);
 
     return new Promise<BatchedResult<Result>>((resolve, reject) => {
       const entry: Pending<Item, Result> = {

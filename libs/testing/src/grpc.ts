@@ -1,4 +1,4 @@
-import { credentials, Metadata } from '@grpc/grpc-js';
+import { type ChannelCredentials, credentials, Metadata } from '@grpc/grpc-js';
 import type { DynamicModule, INestMicroservice, Type } from '@nestjs/common';
 import { createGrpcMicroservice, freePort, type GrpcServiceOptions } from '@deit-serve/grpc-server';
 import { healthV1Client } from '@deit-serve/proto';
@@ -29,12 +29,13 @@ export async function startTestService(
   return { app, address: `127.0.0.1:${port}`, close: () => app.close() };
 }
 
-/** One grpc.health.v1 Check through the generated client. */
+/** One grpc.health.v1 Check through the generated client (plain text unless `channel` says). */
 export async function healthCheck(
   address: string,
   service = '',
+  channel: ChannelCredentials = credentials.createInsecure(),
 ): Promise<healthV1Client.HealthCheckResponse> {
-  const client = new healthV1Client.HealthClient(address, credentials.createInsecure());
+  const client = new healthV1Client.HealthClient(address, channel);
   try {
     return await new Promise((resolve, reject) =>
       client.check({ service }, new Metadata(), (err, res) => (err ? reject(err) : resolve(res))),

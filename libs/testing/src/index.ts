@@ -1,2 +1,9 @@
 export { healthCheck, startTestService, type TestService } from './grpc';
 export { publishTinyDeit, TINY_DEIT, TINY_LABELS } from './models';
+export {
+  createTestPki,
+  pem,
+  writeTokensFile,
+  type TestCert,
+  type TestPki,
+} from '@deit-serve/grpc-server/testing';

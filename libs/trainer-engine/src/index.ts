@@ -5,6 +5,15 @@
  */
 export * from './job';
 export * from './spec';
+export {
+  MAX_PATH_LENGTH,
+  PathNotAllowedError,
+  PathSandbox,
+  pathSyntaxProblem,
+  specPaths,
+  type PathDenial,
+  type PathVerdict,
+} from './paths';
 export * from './job-function';
 export {
   JobStore,
@@ -26,4 +35,12 @@ export {
   type WorkerOptions,
 } from './job-runner';
 export { watchJob, watchJob$, DEFAULT_WATCH_POLL_MS, type WatchOptions } from './watch';
+export type { JobExecutor } from './job-executor';
+export {
+  KubernetesJobRunner,
+  KUBERNETES_RUNNER_DEFAULTS,
+  type KubernetesRunnerOptions,
+} from './kubernetes-runner';
+export * from './job-files';
+export { isPermanentFailure, POD_EXIT, runPodJob, type PodJobOptions } from './pod-job';
 export * from './proto';

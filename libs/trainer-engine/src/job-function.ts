@@ -5,15 +5,22 @@
  */
 import type { EvalResult, JobProgress } from './job';
 
-export type JobAbortReason = 'cancel' | 'shutdown';
+export type JobAbortReason = 'cancel' | 'shutdown' | 'timeout';
+
+const ABORT_MESSAGES: Record<JobAbortReason, string> = {
+  cancel: 'job cancelled',
+  shutdown: 'trainer shutting down',
+  timeout: 'job ran past its wall-time limit',
+};
 
 /**
- * `ctx.signal.reason` once the job is asked to stop: `cancel` (a user cancelled it) or `shutdown` (the
- * trainer is stopping and will resume it later). Either way: write a checkpoint, then throw.
+ * `ctx.signal.reason` once the job is asked to stop: `cancel` (a user cancelled it), `shutdown` (the
+ * trainer is stopping and will resume it later) or `timeout` (it ran past its wall-time limit and
+ * will be failed). Either way: write a checkpoint, then throw.
  */
 export class JobAbortedError extends Error {
   constructor(readonly reason: JobAbortReason) {
-    super(reason === 'cancel' ? 'job cancelled' : 'trainer shutting down');
+    super(ABORT_MESSAGES[reason]);
     this.name = 'JobAbortedError';
   }
 }

@@ -31,6 +31,9 @@ export const JOB_RUNNER_DEFAULTS = {
   maxResumes: 10,
 } as const;
 
+/** setTimeout's longest delay; a longer wall-time limit is waited for in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface RunnerLogger {
   log(message: string): void;
   warn(message: string): void;
@@ -57,6 +60,11 @@ export interface JobRunnerOptions {
   readonly pollIntervalMs?: number;
   readonly progressIntervalMs?: number;
   readonly maxResumes?: number;
+  /**
+   * A job still running this long after it first started (resumes included) is asked to stop — it
+   * checkpoints — and is then FAILED with an error that says so. Default: no limit.
+   */
+  readonly maxJobWallMs?: number;
   /** Identifies this runner in the store; default `<host>:<pid>:<random>`. */
   readonly owner?: string;
   /**
@@ -74,6 +82,7 @@ interface ActiveJob {
   final?: Extract<WorkerMessage, { type: 'done' | 'failed' }>;
   abort?: JobAbortReason;
   killTimer?: NodeJS.Timeout;
+  wallTimer?: NodeJS.Timeout;
   pendingProgress?: JobProgress;
   storedEpoch?: number;
   progressStoredAt: number;
@@ -94,6 +103,7 @@ export class JobRunner {
   private readonly pollIntervalMs: number;
   private readonly progressIntervalMs: number;
   private readonly maxResumes: number;
+  private readonly maxJobWallMs: number | undefined;
   private readonly logger: RunnerLogger;
   private readonly isOwnerAlive: (owner: string) => boolean | undefined;
   private timer?: NodeJS.Timeout;
@@ -110,10 +120,14 @@ export class JobRunner {
     this.pollIntervalMs = options.pollIntervalMs ?? JOB_RUNNER_DEFAULTS.pollIntervalMs;
     this.progressIntervalMs = options.progressIntervalMs ?? JOB_RUNNER_DEFAULTS.progressIntervalMs;
     this.maxResumes = options.maxResumes ?? JOB_RUNNER_DEFAULTS.maxResumes;
+    this.maxJobWallMs = options.maxJobWallMs;
     this.logger = options.logger ?? SILENT_LOGGER;
     this.isOwnerAlive = options.isOwnerAlive ?? sameHostPidAlive;
     if (!Number.isSafeInteger(this.maxConcurrent) || this.maxConcurrent < 1) {
       throw new RangeError(`maxConcurrentJobs must be a positive integer, got ${this.maxConcurrent}`);
+    }
+    if (this.maxJobWallMs !== undefined && !(this.maxJobWallMs > 0)) {
+      throw new RangeError(`maxJobWallMs must be positive, got ${this.maxJobWallMs}`);
     }
   }
 
@@ -246,6 +260,16 @@ export class JobRunner {
     while (!this.stopping && this.started && this.active.size < this.maxConcurrent) {
       const job = this.options.store.claimNext(this.owner, this.leaseMs, kinds);
       if (!job) return;
+      // A job resumed after its time ran out (the trainer was down, say) is not started again.
+      if (this.wallTimeLeft(job) <= 0) {
+        const checkpoint = this.options.store.latestCheckpoint(job.id);
+        this.options.store.transition(job.id, 'FAILED', {
+          expectOwner: this.owner,
+          error: this.wallTimeError(checkpoint?.epoch),
+        });
+        this.logger.warn(`job ${job.id}: past its wall-time limit before it could resume; failed`);
+        continue;
+      }
       try {
         this.launch(job);
       } catch (error) {
@@ -290,6 +314,7 @@ export class JobRunner {
     });
     const active: ActiveJob = { job, child, closed, progressStoredAt: 0, stderrTail: '' };
     this.active.set(job.id, active);
+    this.armWallTimer(active);
 
     child.stdout?.on('data', (chunk: Buffer) =>
       this.logger.log(`job ${job.id}: ${chunk.toString().trimEnd()}`),
@@ -382,6 +407,7 @@ export class JobRunner {
   /** Records how the job ended once its worker has exited. */
   private finish(active: ActiveJob, code: number | null, signal: NodeJS.Signals | null): void {
     if (active.killTimer) clearTimeout(active.killTimer);
+    if (active.wallTimer) clearTimeout(active.wallTimer);
     this.flushProgress(active, true);
     const { store } = this.options;
     const id = active.job.id;
@@ -398,6 +424,10 @@ export class JobRunner {
       store.transition(id, 'CANCELLED', { ...guard, message: `cancelled${at}` });
       return;
     }
+    if (active.abort === 'timeout') {
+      store.transition(id, 'FAILED', { ...guard, error: this.wallTimeError(checkpoint?.epoch) });
+      return;
+    }
     if (this.stopping) {
       store.transition(id, 'QUEUED', {
         ...guard,
@@ -411,6 +441,38 @@ export class JobRunner {
         : `worker ${signal ? `was killed by ${signal}` : `exited with code ${code ?? '?'}`} before the job finished` +
           (active.stderrTail.trim() ? `: ${lastLines(active.stderrTail, 5)}` : '');
     store.transition(id, 'FAILED', { ...guard, error });
+  }
+
+  /** Stops the job (it checkpoints) once its wall time is up. */
+  private armWallTimer(active: ActiveJob): void {
+    const left = this.wallTimeLeft(active.job);
+    if (left === Infinity) return;
+    active.wallTimer = setTimeout(
+      () => {
+        if (this.wallTimeLeft(active.job) > 0) return this.armWallTimer(active);
+        this.logger.warn(
+          `job ${active.job.id}: ran past its wall-time limit of ${formatDuration(this.maxJobWallMs ?? 0)}; stopping it`,
+        );
+        this.abortWorker(active.job.id, 'timeout');
+      },
+      Math.max(0, Math.min(left, MAX_TIMER_MS)),
+    );
+  }
+
+  /** Milliseconds `job` may still run (Infinity without a limit); counted from its first start. */
+  private wallTimeLeft(job: JobRecord): number {
+    if (this.maxJobWallMs === undefined) return Infinity;
+    const started = job.startedAt?.getTime() ?? Date.now();
+    return started + this.maxJobWallMs - Date.now();
+  }
+
+  private wallTimeError(checkpointEpoch: number | undefined): string {
+    return (
+      `ran past its wall-time limit of ${formatDuration(this.maxJobWallMs ?? 0)} (counted from its first start) and was stopped; ` +
+      (checkpointEpoch === undefined
+        ? 'no checkpoint was written'
+        : `its last checkpoint is epoch ${checkpointEpoch}`)
+    );
   }
 
   private abortWorker(jobId: string, reason: JobAbortReason, graceMs = this.stopGraceMs): void {
@@ -449,6 +511,13 @@ function sameHostPidAlive(owner: string): boolean | undefined {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** `90 s`, `12 min`, `25 h` — for messages about limits. */
+function formatDuration(ms: number): string {
+  if (ms < 120_000) return `${Math.round(ms / 100) / 10} s`;
+  if (ms < 2 * 3_600_000) return `${Math.round(ms / 6000) / 10} min`;
+  return `${Math.round(ms / 360_000) / 10} h`;
 }
 
 function lastLines(text: string, count: number): string {

@@ -277,6 +277,70 @@ describe('validateFineTuneSpec problems', () => {
     ).toEqual(['teacher']);
   });
 
+  it('refuses malformed paths and names with INVALID_ARGUMENT naming each field', () => {
+    const folder = (trainDir: string, valDir = '') => ({
+      imageFolder: { trainDir, valDir },
+      validationFraction: 0,
+      maxTrainImages: 0,
+      maxEvalImages: 0,
+    });
+    for (const [path, problem] of [
+      ['../etc/passwd', 'must not contain ".." segments'],
+      ['/data/../../etc', 'must not contain ".." segments'],
+      ['data\\..\\x', 'must not contain ".." segments'],
+      ['/data/a\u0000b', 'must not contain control characters'],
+      ['/data/a\nb', 'must not contain control characters'],
+      ['/data/\u007f', 'must not contain control characters'],
+      ['/' + 'a'.repeat(5000), 'at most 4096'],
+    ] as const) {
+      expect(problems(minimal({ teacher: { onnxPath: path } }))).toEqual([
+        { field: 'teacher.onnx_path', problem: expect.stringContaining(problem) as string },
+      ]);
+      expect(
+        fields(minimal({ student: { safetensors: { path, preset: 'deit_pico_distilled_patch4_28' } } })),
+      ).toEqual(['student.safetensors.path']);
+      expect(
+        fields(
+          minimal({
+            dataset: {
+              ...folder('/d'),
+              fashionMnist: undefined,
+              imageFolder: { trainDir: path, valDir: '' },
+            },
+          }),
+        ),
+      ).toEqual(['dataset.image_folder.train_dir']);
+      expect(fields(minimal({ dataset: { ...folder('/d', path) } }))).toEqual([
+        'dataset.image_folder.val_dir',
+      ]);
+      expect(
+        fields(
+          minimal({
+            dataset: {
+              ...folder('/d'),
+              imageFolder: undefined,
+              fashionMnist: { dir: path, evalOnTest: false },
+            },
+          }),
+        ),
+      ).toEqual(['dataset.fashion_mnist.dir']);
+    }
+    // Dots inside names are fine; only whole ".." segments climb.
+    expect(validateFineTuneSpec(minimal({ teacher: { onnxPath: '/m/a..b/.x/t.onnx' } })).teacher).toEqual({
+      kind: 'onnx',
+      path: '/m/a..b/.x/t.onnx',
+    });
+    // Model and alias names are registry names: no separators, "..", or control characters.
+    for (const name of ['../x', 'a/b', 'a\\b', 'a\u0000', 'a\n', '..']) {
+      expect(fields(minimal({ outputModel: name }))).toEqual(['output_model']);
+      expect(fields(minimal({ promotion: { alias: name, minImprovement: 0 } }))).toEqual(['promotion.alias']);
+      expect(fields(minimal({ student: { registryRef: `${name}@production` } }))).toEqual([
+        'student.registry_ref',
+      ]);
+      expect(fields(minimal({ teacher: { registryRef: `m@${name}` } }))).toEqual(['teacher.registry_ref']);
+    }
+  });
+
   it('checks presets against a known list when given one', () => {
     const input = minimal({ student: { preset: 'deit_huge' } });
     expect(() => validateFineTuneSpec(input, { presets: ['deit_pico_distilled_patch4_28'] })).toThrow(

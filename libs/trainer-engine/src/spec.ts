@@ -6,6 +6,7 @@
 import { InvalidArgumentError } from '@deit-serve/core';
 import { trainerV1 } from '@deit-serve/proto';
 import { assertAliasName, assertModelName, formatModelRef, parseModelRef } from '@deit-serve/registry';
+import { pathSyntaxProblem } from './paths';
 
 export type DistillationType = 'none' | 'soft' | 'hard';
 /** `numel`: the official DeiT code (summed KL / (batch × classes)); `batchmean`: summed KL / batch. */
@@ -288,10 +289,11 @@ function registryRef(field: string, ref: string, bad: Bad): string | undefined {
   return checked(field, bad, () => formatModelRef(parseModelRef(ref)));
 }
 
-function nonEmptyPath(field: string, path: Nullable<string>, bad: Bad): string | undefined {
-  if (path == null || path === '') return void bad(field, 'is required');
-  if (path.includes('\0')) return void bad(field, 'must not contain NUL characters');
-  return path;
+/** A file or folder the job will read: well-formed here; inside the data roots is checked at start. */
+function checkedPath(field: string, path: Nullable<string>, bad: Bad): string | undefined {
+  const problem = pathSyntaxProblem(path ?? '');
+  if (problem !== undefined) return void bad(field, problem);
+  return path ?? undefined;
 }
 
 function studentSource(
@@ -306,7 +308,7 @@ function studentSource(
     return ref === undefined ? undefined : { kind: 'registry', ref };
   }
   if (input.safetensors != null) {
-    const path = nonEmptyPath('student.safetensors.path', input.safetensors.path, bad);
+    const path = checkedPath('student.safetensors.path', input.safetensors.path, bad);
     const preset = presetName('student.safetensors.preset', input.safetensors.preset ?? '', bad, options);
     return path === undefined || preset === undefined ? undefined : { kind: 'safetensors', path, preset };
   }
@@ -321,7 +323,7 @@ function teacherSource(input: Nullable<trainerV1.TeacherSource>, bad: Bad): Teac
     const ref = registryRef('teacher.registry_ref', input.registryRef, bad);
     return ref === undefined ? undefined : { kind: 'registry', ref };
   }
-  const path = nonEmptyPath('teacher.onnx_path', input.onnxPath, bad);
+  const path = checkedPath('teacher.onnx_path', input.onnxPath, bad);
   return path === undefined ? undefined : { kind: 'onnx', path };
 }
 
@@ -349,14 +351,16 @@ function datasetOptions(input: Nullable<trainerV1.DatasetSpec>, bad: Bad): Datas
   if (exactlyOne('dataset', input, ['fashionMnist', 'imageFolder'], bad)) {
     if (input.fashionMnist != null) {
       const dir = input.fashionMnist.dir ?? '';
+      if (dir !== '') checkedPath('dataset.fashion_mnist.dir', dir, bad);
       source = {
         kind: 'fashion-mnist',
         dir: dir === '' ? FINE_TUNE_DEFAULTS.fashionMnistDir : dir,
         evalOnTest: input.fashionMnist.evalOnTest ?? false,
       };
     } else if (input.imageFolder != null) {
-      const trainDir = nonEmptyPath('dataset.image_folder.train_dir', input.imageFolder.trainDir, bad);
+      const trainDir = checkedPath('dataset.image_folder.train_dir', input.imageFolder.trainDir, bad);
       const valDir = input.imageFolder.valDir ?? '';
+      if (valDir !== '') checkedPath('dataset.image_folder.val_dir', valDir, bad);
       if (trainDir !== undefined && trainDir === valDir) {
         bad(
           'dataset.image_folder.val_dir',

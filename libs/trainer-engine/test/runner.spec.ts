@@ -173,6 +173,52 @@ describe('JobRunner', () => {
     expect(epochsDone(id)).toEqual([1, 2, 3]);
   });
 
+  it('stops a job that runs past its wall-time limit: it checkpoints, then fails saying why', async () => {
+    const limited = fake({ epochs: 50, epochMs: 200 });
+    runner({ maxJobWallMs: 700 });
+    const job = await ended(limited);
+    expect(job.state).toBe('FAILED');
+    expect(job.error).toMatch(
+      /^ran past its wall-time limit of 0\.7 s \(counted from its first start\) and was stopped; its last checkpoint is epoch \d+$/,
+    );
+    // Stopped by the limit, not let run: well short of 50 epochs of 200 ms.
+    expect(epochsDone(limited).length).toBeLessThan(10);
+    expect(store.latestCheckpoint(limited)?.path).toMatch(/-stopped\.json$/);
+    expect(readFakeLog(log).some((e) => e.job === limited && e.event === 'stopped')).toBe(true);
+  });
+
+  it('lets a job within its wall-time limit finish', async () => {
+    const quick = fake({ epochs: 2, epochMs: 100 });
+    runner({ maxJobWallMs: 60_000 });
+    expect((await ended(quick)).state).toBe('SUCCEEDED');
+  });
+
+  it('fails a job whose wall time ran out while it waited to resume, without starting it again', async () => {
+    const id = fake({ epochs: 50, epochMs: 200 });
+    const first = runner();
+    await waitFor('the first checkpoint', () => store.latestCheckpoint(id));
+    await first.stop();
+    const { startedAt } = store.get(id);
+    expect(store.get(id).state).toBe('QUEUED');
+    const limitMs = 1000;
+    await new Promise((r) =>
+      setTimeout(r, Math.max(0, (startedAt?.getTime() ?? 0) + limitMs + 50 - Date.now())),
+    );
+    runner({ maxJobWallMs: limitMs });
+    const job = await ended(id);
+    expect(job).toMatchObject({
+      state: 'FAILED',
+      error: expect.stringMatching(/wall-time limit of 1 s .*last checkpoint is epoch/) as string,
+    });
+    expect(readFakeLog(log).filter((e) => e.job === id && e.event === 'start')).toHaveLength(1);
+  });
+
+  it('refuses a wall-time limit that is not positive', () => {
+    expect(() => new JobRunner({ store, kinds: FAKE_KINDS, workDir: dir, maxJobWallMs: 0 })).toThrow(
+      RangeError,
+    );
+  });
+
   it('recovers jobs of gone runners: dead owner at once, unknown owner once its lease expires', () => {
     const job = (owner: string, leaseMs: number): string => {
       const id = fake();

@@ -1,7 +1,15 @@
-import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { inferenceV1Client } from '@deit-serve/proto';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import {
+  type Connection,
+  CONNECTION_OPTIONS,
+  CONNECTION_USAGE,
+  type ConnectionFlags,
+  connectionOf,
+  unreachableHint,
+} from './connection';
 import { formatTable } from './table';
 
 export interface ClassifyIo {
@@ -33,9 +41,11 @@ Options:
   --timeout-ms MS     deadline per image (default ${DEFAULT_TIMEOUT_MS})
   --json              machine-readable output
   -h, --help          this text
-`;
+
+${CONNECTION_USAGE}`;
 
 const OPTIONS = {
+  ...CONNECTION_OPTIONS,
   addr: { type: 'string' },
   model: { type: 'string' },
   head: { type: 'string' },
@@ -69,6 +79,7 @@ interface Settings {
   topK: number;
   timeoutMs: number;
   json: boolean;
+  connection: Connection;
 }
 
 type Outcome =
@@ -104,7 +115,11 @@ export async function runClassifyCommand(argv: string[], io: ClassifyIo): Promis
     return fail(io, settings.json, 'NOT_FOUND', (error as Error).message);
   }
 
-  const client = new inferenceV1Client.InferenceServiceClient(settings.addr, credentials.createInsecure());
+  const client = new inferenceV1Client.InferenceServiceClient(
+    settings.addr,
+    settings.connection.credentials,
+    settings.connection.options,
+  );
   try {
     const outcomes = await mapLimited(images, CONCURRENCY, async ({ file, bytes }): Promise<Outcome> => {
       try {
@@ -124,7 +139,7 @@ export async function runClassifyCommand(argv: string[], io: ClassifyIo): Promis
         settings.json,
         unreachable.error.code,
         `cannot reach the inference service at ${settings.addr} (${unreachable.error.message}); ` +
-          'is it running? Set --addr or DEIT_INFERENCE_ADDR',
+          `${unreachableHint(settings.connection)} Set --addr or DEIT_INFERENCE_ADDR`,
       );
     }
     if (settings.json) io.stdout.write(JSON.stringify({ results: outcomes.map(toJson) }, null, 2) + '\n');
@@ -147,7 +162,7 @@ function settingsOf(
     'top-k'?: string;
     'timeout-ms'?: string;
     json?: boolean;
-  },
+  } & ConnectionFlags,
   env: Record<string, string | undefined>,
 ): Settings {
   const head = values.head === undefined ? Head.HEAD_UNSPECIFIED : HEADS[values.head.toLowerCase()];
@@ -163,6 +178,7 @@ function settingsOf(
         ? DEFAULT_TIMEOUT_MS
         : positiveInt('--timeout-ms', values['timeout-ms']),
     json: values.json === true,
+    connection: connectionOf(values, env),
   };
 }
 

@@ -16,6 +16,7 @@ import {
   UsageError,
   watchJob,
 } from './jobs';
+import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf, type Connection } from './connection';
 
 const { DistillationType, SoftNormalization, CropMode } = trainerV1Client;
 
@@ -50,9 +51,11 @@ Other:
   --addr HOST:PORT    trainer (default: $DEIT_TRAINER_ADDR, else ${DEFAULT_TRAINER_ADDR})
   --json              machine-readable output
   -h, --help          this text
-`;
+
+${CONNECTION_USAGE}`;
 
 const OPTIONS = {
+  ...CONNECTION_OPTIONS,
   output: { type: 'string' },
   'student-ref': { type: 'string' },
   'student-preset': { type: 'string' },
@@ -227,6 +230,7 @@ export function specFromFlags(v: Values): trainerV1Client.FineTuneSpec {
 export async function runFinetuneCommand(argv: string[], io: TrainerIo): Promise<number> {
   let spec: trainerV1Client.FineTuneSpec;
   let values: Values;
+  let connection: Connection;
   try {
     const parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: false, strict: true });
     values = parsed.values;
@@ -235,13 +239,14 @@ export async function runFinetuneCommand(argv: string[], io: TrainerIo): Promise
       return EXIT_OK;
     }
     spec = specFromFlags(values);
+    connection = connectionOf(values, io.env);
   } catch (error) {
     io.stderr.write(`deit finetune: ${error instanceof Error ? error.message : String(error)}\n\n${USAGE}`);
     return EXIT_USAGE;
   }
   const addr = trainerAddr(values.addr, io.env);
   const json = values.json === true;
-  const client = trainerClient(addr);
+  const client = trainerClient(addr, connection);
   try {
     const res = await call<trainerV1Client.StartFineTuneResponse>((cb) =>
       client.startFineTune(
@@ -256,7 +261,7 @@ export async function runFinetuneCommand(argv: string[], io: TrainerIo): Promise
     if (!values.watch) return EXIT_OK;
     return await watchJob(client, job.id, io, json, 'deit finetune');
   } catch (error) {
-    return reportError(io, 'deit finetune', addr, json, error);
+    return reportError(io, 'deit finetune', addr, json, error, connection);
   } finally {
     client.close();
   }

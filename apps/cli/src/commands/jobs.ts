@@ -1,6 +1,13 @@
-import { credentials, type ServiceError, status } from '@grpc/grpc-js';
+import { type ServiceError, status } from '@grpc/grpc-js';
 import { trainerV1Client } from '@deit-serve/proto';
 import { parseArgs } from 'node:util';
+import {
+  type Connection,
+  CONNECTION_OPTIONS,
+  CONNECTION_USAGE,
+  connectionOf,
+  unreachableHint,
+} from './connection';
 import { formatTable } from './table';
 
 export interface TrainerIo {
@@ -37,9 +44,11 @@ Options:
   --addr HOST:PORT    trainer (default: $DEIT_TRAINER_ADDR, else ${DEFAULT_TRAINER_ADDR})
   --json              machine-readable output
   -h, --help          this text
-`;
+
+${CONNECTION_USAGE}`;
 
 const OPTIONS = {
+  ...CONNECTION_OPTIONS,
   addr: { type: 'string' },
   state: { type: 'string', multiple: true },
   limit: { type: 'string' },
@@ -55,6 +64,7 @@ export async function runJobsCommand(argv: string[], io: TrainerIo): Promise<num
   let sub: Subcommand;
   let id = '';
   let addr: string;
+  let connection: Connection;
   let json: boolean;
   let states: trainerV1Client.JobState[] = [];
   let limit = 0;
@@ -81,13 +91,14 @@ export async function runJobsCommand(argv: string[], io: TrainerIo): Promise<num
       id = rest[0] ?? '';
     }
     addr = trainerAddr(v.addr, io.env);
+    connection = connectionOf(v, io.env);
     json = v.json === true;
   } catch (error) {
     io.stderr.write(`deit jobs: ${error instanceof Error ? error.message : String(error)}\n\n${USAGE}`);
     return EXIT_USAGE;
   }
 
-  const client = trainerClient(addr);
+  const client = trainerClient(addr, connection);
   try {
     switch (sub) {
       case 'list': {
@@ -120,7 +131,7 @@ export async function runJobsCommand(argv: string[], io: TrainerIo): Promise<num
       }
     }
   } catch (error) {
-    return reportError(io, 'deit jobs', addr, json, error);
+    return reportError(io, 'deit jobs', addr, json, error, connection);
   } finally {
     client.close();
   }
@@ -133,8 +144,8 @@ export function trainerAddr(flag: string | undefined, env: Record<string, string
   return flag ?? (env['DEIT_TRAINER_ADDR'] || DEFAULT_TRAINER_ADDR);
 }
 
-export function trainerClient(addr: string): Client {
-  return new trainerV1Client.TrainerServiceClient(addr, credentials.createInsecure());
+export function trainerClient(addr: string, connection: Connection): Client {
+  return new trainerV1Client.TrainerServiceClient(addr, connection.credentials, connection.options);
 }
 
 /** A unary call as a promise. */
@@ -202,6 +213,7 @@ export function reportError(
   addr: string,
   json: boolean,
   error: unknown,
+  connection?: Connection,
 ): number {
   const e = error as Partial<ServiceError>;
   const code = typeof e.code === 'number' ? (status[e.code] ?? String(e.code)) : 'UNKNOWN';
@@ -211,7 +223,7 @@ export function reportError(
     '',
   );
   if (code === 'UNAVAILABLE')
-    message = `cannot reach the trainer at ${addr} (${message}); is it running? Set --addr or DEIT_TRAINER_ADDR`;
+    message = `cannot reach the trainer at ${addr} (${message}); ${unreachableHint(connection)} Set --addr or DEIT_TRAINER_ADDR`;
   if (json) io.stderr.write(JSON.stringify({ error: { code, message } }) + '\n');
   else io.stderr.write(`${prefix}: ${code}: ${message}\n`);
   return EXIT_FAILURE;

@@ -1,0 +1,211 @@
+import 'reflect-metadata';
+import { type ChannelCredentials, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
+import { securityOptions } from '@deit-serve/grpc-server';
+import { healthV1, trainerV1Client } from '@deit-serve/proto';
+import {
+  createTestPki,
+  healthCheck,
+  pem,
+  startTestService,
+  type TestPki,
+  type TestService,
+  writeTokensFile,
+} from '@deit-serve/testing';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TRAINER_ACCESS } from '../src/access';
+import { AppModule } from '../src/app.module';
+
+/**
+ * Authentication, roles and mutual TLS of the trainer, end to end: the real app on an ephemeral port
+ * with the security options main() builds, called through the generated client. A call that gets
+ * past authentication reaches the handler, whose own answer (NOT_FOUND for an unknown job,
+ * INVALID_ARGUMENT for an empty spec) proves it ran.
+ */
+const CALL_DEADLINE_MS = 10_000;
+const TOKENS = [
+  { name: 'web', token: 'web-0123456789', roles: ['classify' as const] },
+  { name: 'ci', token: 'ci-0123456789', roles: ['train' as const] },
+  { name: 'ops', token: 'ops-0123456789', roles: ['admin' as const] },
+];
+const [WEB, CI, OPS] = TOKENS.map((t) => t.token) as [string, string, string];
+
+type Client = trainerV1Client.TrainerServiceClient;
+type Call = (c: Client, md: Metadata) => Promise<unknown>;
+
+const options = () => ({ deadline: Date.now() + CALL_DEADLINE_MS });
+const unary =
+  <Res>(start: (c: Client, md: Metadata, cb: (e: ServiceError | null, r: Res) => void) => unknown): Call =>
+  (c, md) =>
+    new Promise<Res>((resolve, reject) => start(c, md, (e, r) => (e ? reject(e) : resolve(r))));
+
+/** Each trainer method, and the status its handler answers with when the caller may call it. */
+const METHODS: [string, Call, status][] = [
+  [
+    'StartFineTune',
+    unary((c, md, cb) =>
+      c.startFineTune(trainerV1Client.StartFineTuneRequest.fromPartial({}), md, options(), cb),
+    ),
+    status.INVALID_ARGUMENT,
+  ],
+  ['GetJob', unary((c, md, cb) => c.getJob({ jobId: 'no-such-job' }, md, options(), cb)), status.NOT_FOUND],
+  [
+    'ListJobs',
+    unary((c, md, cb) => c.listJobs(trainerV1Client.ListJobsRequest.fromPartial({}), md, options(), cb)),
+    status.OK,
+  ],
+  [
+    'WatchJob',
+    (c, md) =>
+      new Promise((resolve, reject) => {
+        const call = c.watchJob({ jobId: 'no-such-job' }, md, options());
+        call.on('data', () => undefined);
+        call.on('error', reject);
+        call.on('end', () => resolve(undefined));
+      }),
+    status.NOT_FOUND,
+  ],
+  [
+    'CancelJob',
+    unary((c, md, cb) => c.cancelJob({ jobId: 'no-such-job' }, md, options(), cb)),
+    status.NOT_FOUND,
+  ],
+];
+
+function bearer(token?: string): Metadata {
+  const md = new Metadata();
+  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
+  return md;
+}
+
+/** The status a call ends with (OK when it succeeds) and its message. */
+async function outcome(call: Promise<unknown>): Promise<{ code: status; details: string }> {
+  try {
+    await call;
+    return { code: status.OK, details: '' };
+  } catch (error) {
+    const e = error as ServiceError;
+    return { code: e.code, details: e.details };
+  }
+}
+
+let pki: TestPki;
+
+async function startTrainer(env: Record<string, string>): Promise<TestService> {
+  const dir = mkdtempSync(join(tmpdir(), 'deit-trainer-security-'));
+  const vars = {
+    DEIT_GRPC_HOST: '127.0.0.1',
+    DEIT_JOBS_DB: join(dir, 'jobs.sqlite'),
+    DEIT_TRAINER_WORK_DIR: dir,
+    ...env,
+  };
+  return startTestService(
+    (port) =>
+      AppModule.register(loadConfig(trainerConfigSpec, { ...vars, DEIT_TRAINER_GRPC_PORT: String(port) }), {
+        kinds: {},
+      }),
+    {
+      protoFiles: ['trainer'],
+      packages: ['deit.trainer.v1'],
+      ...securityOptions(loadConfig(trainerConfigSpec, vars), TRAINER_ACCESS),
+    },
+  );
+}
+
+beforeAll(() => {
+  pki = createTestPki();
+});
+
+describe('trainer with a tokens file', () => {
+  let service: TestService;
+  let client: Client;
+
+  beforeAll(async () => {
+    service = await startTrainer({ DEIT_AUTH_TOKENS_FILE: writeTokensFile(pki.dir, TOKENS) });
+    client = new trainerV1Client.TrainerServiceClient(service.address, credentials.createInsecure());
+  });
+
+  afterAll(async () => {
+    client?.close();
+    await service?.close();
+  });
+
+  it.each(METHODS)('refuses %s without a token: UNAUTHENTICATED', async (_, call) => {
+    const { code, details } = await outcome(call(client, bearer()));
+    expect(code).toBe(status.UNAUTHENTICATED);
+    expect(details).toMatch(/^no credentials: send the metadata "authorization: Bearer <token>"/);
+  });
+
+  it.each(METHODS)('refuses %s with an unknown token: UNAUTHENTICATED', async (_, call) => {
+    const { code, details } = await outcome(call(client, bearer('not-a-token')));
+    expect(code).toBe(status.UNAUTHENTICATED);
+    expect(details).not.toContain('not-a-token');
+  });
+
+  it.each(METHODS)('refuses %s to a classify-only token: PERMISSION_DENIED', async (name, call) => {
+    const { code, details } = await outcome(call(client, bearer(WEB)));
+    expect(code).toBe(status.PERMISSION_DENIED);
+    expect(details).toBe(
+      `token "web" may not call /deit.trainer.v1.TrainerService/${name}: that needs role "train" (the token has classify)`,
+    );
+  });
+
+  it.each(METHODS)('lets a train token and an admin token reach %s', async (_, call, handlerStatus) => {
+    expect((await outcome(call(client, bearer(CI)))).code).toBe(handlerStatus);
+    expect((await outcome(call(client, bearer(OPS)))).code).toBe(handlerStatus);
+  });
+
+  it('answers grpc.health.v1 without a token', async () => {
+    expect((await healthCheck(service.address)).status).toBe(
+      healthV1.HealthCheckResponse_ServingStatus.SERVING,
+    );
+  });
+});
+
+describe('trainer with mutual TLS and tokens', () => {
+  let service: TestService;
+
+  beforeAll(async () => {
+    service = await startTrainer({
+      DEIT_AUTH_TOKENS_FILE: writeTokensFile(pki.dir, TOKENS),
+      DEIT_TLS_CERT_FILE: pki.server.cert,
+      DEIT_TLS_KEY_FILE: pki.server.key,
+      DEIT_TLS_CLIENT_CA_FILE: pki.ca.cert,
+    });
+  });
+  afterAll(() => service?.close());
+
+  const listJobs = async (channel: ChannelCredentials, token: string) => {
+    const client = new trainerV1Client.TrainerServiceClient(service.address, channel);
+    try {
+      return await outcome(METHODS[2][1](client, bearer(token)));
+    } finally {
+      client.close();
+    }
+  };
+
+  it('lists jobs for a client with a CA-signed certificate and a train token', async () => {
+    const channel = credentials.createSsl(pem(pki.ca.cert), pem(pki.client.key), pem(pki.client.cert));
+    expect((await listJobs(channel, CI)).code).toBe(status.OK);
+  });
+
+  it('refuses a client without a certificate, or with one from another CA, whatever its token', async () => {
+    expect((await listJobs(credentials.createSsl(pem(pki.ca.cert)), CI)).code).toBe(status.UNAVAILABLE);
+    const other = credentials.createSsl(
+      pem(pki.ca.cert),
+      pem(pki.otherClient.key),
+      pem(pki.otherClient.cert),
+    );
+    expect((await listJobs(other, OPS)).code).toBe(status.UNAVAILABLE);
+  });
+
+  it('answers health over TLS to any client of the CA, token or not', async () => {
+    const channel = credentials.createSsl(pem(pki.ca.cert), pem(pki.client.key), pem(pki.client.cert));
+    expect((await healthCheck(service.address, '', channel)).status).toBe(
+      healthV1.HealthCheckResponse_ServingStatus.SERVING,
+    );
+  });
+});
