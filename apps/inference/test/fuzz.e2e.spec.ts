@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { healthV1Client } from '@deit-serve/proto';
+import { seededRandom } from '@deit-serve/model/testing';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { healthCheck, publishTinyDeit } from '@deit-serve/testing';
 import { mkdtempSync } from 'node:fs';
@@ -26,19 +27,8 @@ const MAX_RSS_GROWTH_MB = 400;
 const MAX_SECOND_HALF_RSS_GROWTH_MB = 100;
 const FUZZ_TIMEOUT_MS = 240_000;
 
-/** mulberry32: small, seeded, good enough to pick mutations reproducibly. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const random = rng(20261128);
+// Seeded, so a failing payload can be reproduced.
+const random = seededRandom(20261128);
 const int = (n: number) => Math.floor(random() * n);
 const pick = <T>(items: readonly T[]): T => items[int(items.length)];
 const randomBytes = (n: number) => Uint8Array.from({ length: n }, () => int(256));

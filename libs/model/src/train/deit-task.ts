@@ -12,7 +12,7 @@ import { createDeit, type DeiT } from '../deit/deit';
 import type { DeitConfig, DeitPresetName } from '../deit/presets';
 import { deriveSeed, SeededRandom } from '../deit/rng';
 import { distillationLoss, type DistillationLossOptions } from './losses';
-import type { BatchArray, HostBatch, TaskContext, TrainTask } from './task';
+import { batchEntry, labelsTensor, type HostBatch, type TaskContext, type TrainTask } from './task';
 
 export interface DeitTaskOptions {
   /** A preset name or a full (JSON-serialisable) config. */
@@ -53,8 +53,8 @@ export function createTrainTask(
     model,
     params,
     loss(batch: HostBatch) {
-      const pixels = entry(batch, 'pixel_values');
-      const labels = entry(batch, 'labels');
+      const pixels = batchEntry(batch, 'pixel_values');
+      const labels = batchEntry(batch, 'labels');
       const teacher = batch['teacher_logits'];
       const out = model.forward(
         tf.tensor4d(pixels.data as Float32Array, pixels.shape as [number, number, number, number]),
@@ -68,10 +68,7 @@ export function createTrainTask(
         {
           clsLogits: out.cls,
           distLogits: out.dist ?? out.cls,
-          labels:
-            labels.shape.length === 1
-              ? tf.tensor1d(labels.data, 'int32')
-              : tf.tensor2d(labels.data, labels.shape as [number, number], 'float32'),
+          labels: labelsTensor(labels),
           ...(teacher === undefined
             ? {}
             : { teacherLogits: tf.tensor2d(teacher.data, teacher.shape as [number, number], 'float32') }),
@@ -81,10 +78,4 @@ export function createTrainTask(
       return { total: value.total, parts: { base: value.base, distillation: value.distillation } };
     },
   };
-}
-
-function entry(batch: HostBatch, key: string): BatchArray {
-  const value = batch[key];
-  if (value === undefined) throw new Error(`batch has no ${key} (has ${Object.keys(batch).join(', ')})`);
-  return value;
 }

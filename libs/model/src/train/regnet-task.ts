@@ -16,7 +16,7 @@ import { createRegNet, type RegNet } from '../regnet/regnet';
 import type { RegNetConfig, RegNetPresetName } from '../regnet/presets';
 import { readSafetensors } from '../weights/safetensors';
 import { distillationLoss } from './losses';
-import type { BatchArray, HostBatch, TaskContext, TrainTask } from './task';
+import { batchEntry, labelsTensor, type HostBatch, type TaskContext, type TrainTask } from './task';
 
 export interface RegNetTaskOptions {
   readonly preset: RegNetPresetName;
@@ -51,8 +51,8 @@ export function createTrainTask(options: RegNetTaskOptions, _context?: TaskConte
     model,
     params,
     loss(batch: HostBatch) {
-      const pixels = entry(batch, 'pixel_values');
-      const labels = entry(batch, 'labels');
+      const pixels = batchEntry(batch, 'pixel_values');
+      const labels = batchEntry(batch, 'labels');
       const logits = model.forward(
         tf.tensor4d(pixels.data as Float32Array, pixels.shape as [number, number, number, number]),
         { training: true },
@@ -62,20 +62,11 @@ export function createTrainTask(options: RegNetTaskOptions, _context?: TaskConte
         {
           clsLogits: logits,
           distLogits: logits,
-          labels:
-            labels.shape.length === 1
-              ? tf.tensor1d(labels.data, 'int32')
-              : tf.tensor2d(labels.data, labels.shape as [number, number], 'float32'),
+          labels: labelsTensor(labels),
         },
         { type: 'none', labelSmoothing: options.labelSmoothing ?? 0 },
       );
       return { total: value.total, parts: { base: value.base } };
     },
   };
-}
-
-function entry(batch: HostBatch, key: string): BatchArray {
-  const value = batch[key];
-  if (value === undefined) throw new Error(`batch has no ${key} (has ${Object.keys(batch).join(', ')})`);
-  return value;
 }

@@ -4,7 +4,7 @@
  * worker, which builds it from a module path (`TrainTaskModule`), because tfjs variables cannot cross
  * threads.
  */
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 
 export interface NamedVariable {
   /** timm state-dict name; the optimizer's no-decay predicate reads it. */
@@ -86,4 +86,18 @@ export function splitRows(total: number, parts: number): Array<readonly [number,
     start += size;
   }
   return ranges;
+}
+
+/** `batch[key]`, or an error naming what the batch has. */
+export function batchEntry(batch: HostBatch, key: string): BatchArray {
+  const value = batch[key];
+  if (value === undefined) throw new Error(`batch has no ${key} (has ${Object.keys(batch).join(', ')})`);
+  return value;
+}
+
+/** Class indices (int32 [B]) or target distributions (float32 [B, classes]) as a tensor. */
+export function labelsTensor(labels: BatchArray): tf.Tensor1D | tf.Tensor2D {
+  return labels.shape.length === 1
+    ? tf.tensor1d(labels.data, 'int32')
+    : tf.tensor2d(labels.data, labels.shape as [number, number], 'float32');
 }
