@@ -199,10 +199,16 @@ export async function loadIdxDataset(
   labelNames: readonly string[],
   missingHint?: string,
 ): Promise<IdxDataset> {
-  const [imageFile, labelFile] = await Promise.all([
+  // Both reads run at once, but a failure is reported in a fixed order (images first), not
+  // whichever happened to settle first.
+  const [imageRead, labelRead] = await Promise.allSettled([
     readBytes(imagesPath, missingHint),
     readBytes(labelsPath, missingHint),
   ]);
+  if (imageRead.status === 'rejected') throw imageRead.reason;
+  if (labelRead.status === 'rejected') throw labelRead.reason;
+  const imageFile = imageRead.value;
+  const labelFile = labelRead.value;
   const images = parseIdxImages(await inflate(imageFile.bytes, imagesPath), imagesPath);
   const labels = parseIdxLabels(await inflate(labelFile.bytes, labelsPath), labelsPath, labelNames.length);
   if (images.count !== labels.length) {
