@@ -13,6 +13,7 @@ async function main(): Promise<void> {
     protoFiles: ['inference'],
     packages: ['deit.inference.v1'],
     maxMessageBytes: config.maxMessageBytes,
+    flowControlWindowBytes: config.flowControlWindow,
     reflection: config.reflection,
     // Tokens and TLS files are read and checked here: a bad one stops the start, before listening.
     ...securityOptions(config, INFERENCE_ACCESS),

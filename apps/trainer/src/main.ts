@@ -31,6 +31,7 @@ async function main(): Promise<void> {
       protoFiles: ['trainer'],
       packages: ['deit.trainer.v1'],
       maxMessageBytes: config.maxMessageBytes,
+      flowControlWindowBytes: config.flowControlWindow,
       reflection: config.reflection,
       // Tokens and TLS files are read and checked here: a bad one stops the start, before listening.
       ...securityOptions(config, TRAINER_ACCESS),

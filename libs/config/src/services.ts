@@ -40,6 +40,12 @@ const common = {
     100,
     'grpc.max_concurrent_streams: calls open at once on one connection; more wait in the client',
   ),
+  flowControlWindow: field(
+    'DEIT_GRPC_FLOW_CONTROL_WINDOW',
+    intInRange(65_535, 2 ** 31 - 1),
+    4 * 1024 * 1024,
+    'HTTP/2 receive window per stream and per connection, in bytes (65535: the HTTP/2 default)',
+  ),
   // Security (README "Security"): each is off when unset, the local-development default.
   authTokensFile: field(
     'DEIT_AUTH_TOKENS_FILE',

@@ -13,6 +13,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { loadPackageDefinition, type PROTO_FILES } from '@deit-serve/proto';
 import { type AccessRules, authInterceptor, TokenAuthenticator } from './auth';
 import { GrpcExceptionFilter } from './errors';
+import { applyFlowControlWindow } from './flow-control';
 import { HealthPortModule } from './health';
 import { loadServerSecurity, type SecurityConfig, type ServerSecurity } from './security';
 
@@ -37,6 +38,11 @@ export interface GrpcServiceOptions {
   access?: AccessRules;
   /** A second, plain-text port serving only grpc.health.v1 (0 or absent: none). */
   healthPort?: number;
+  /**
+   * HTTP/2 receive window of every stream and connection, in bytes (absent: HTTP/2's 64 KiB). Large
+   * requests — tensors — then arrive in one round trip instead of one per 64 KiB (flow-control.ts).
+   */
+  flowControlWindowBytes?: number;
 }
 
 /** The root of a service whose health is also served on its own port. */
@@ -88,6 +94,8 @@ export async function createGrpcMicroservice(
       gracefulShutdown: true,
       ...(credentials ? { credentials } : {}),
       onLoadPackageDefinition: (pkg: unknown, server: Server) => {
+        // The server is bound (not yet serving: handlers are added after this); new sessions get the window.
+        if (options.flowControlWindowBytes) applyFlowControlWindow(server, options.flowControlWindowBytes);
         if (!options.reflection) return;
         new ReflectionService(pkg as ConstructorParameters<typeof ReflectionService>[0]).addToServer(server);
         logger.log(`server reflection enabled${authenticator ? ' (for callers with a valid token)' : ''}`);

@@ -56,7 +56,7 @@ export class DynamicBatcher<Item, Result> {
   private readonly queue: Pending<Item, Result>[] = [];
   private executing = false;
   private closed = false;
-  private timer?: NodeJS.Timeout;
+  private timer?: { cancel(): void };
   private timerDueAt = Infinity;
   private idleWaiters: (() => void)[] = [];
   private readonly label: string;
@@ -155,8 +155,9 @@ export class DynamicBatcher<Item, Result> {
 
   /**
    * Starts a batch if one is due, otherwise makes sure a timer will start it when it is. Right after a
-   * submit only a full batch starts synchronously: a partial one waits at least for a timer turn, so
-   * that with maxQueueDelayMs 0 items submitted in the same tick still share a batch.
+   * submit only a full batch starts synchronously: a partial one waits at least for the end of this
+   * round of I/O callbacks (setImmediate — a 0 ms setTimeout would cost a millisecond), so that with
+   * maxQueueDelayMs 0 the requests that arrived together still share a batch.
    */
   private pump({ justQueued = false } = {}): void {
     if (this.executing) return; // the running batch pumps again when it ends
@@ -176,14 +177,19 @@ export class DynamicBatcher<Item, Result> {
     if (this.timer && this.timerDueAt === dueAt) return;
     this.clearTimer();
     this.timerDueAt = dueAt;
-    this.timer = setTimeout(
-      () => {
-        this.timer = undefined;
-        this.timerDueAt = Infinity;
-        this.pump();
-      },
-      Math.max(0, dueAt - performance.now()),
-    );
+    const fire = () => {
+      this.timer = undefined;
+      this.timerDueAt = Infinity;
+      this.pump();
+    };
+    const wait = dueAt - performance.now();
+    if (wait <= 0) {
+      const immediate = setImmediate(fire);
+      this.timer = { cancel: () => clearImmediate(immediate) };
+    } else {
+      const timeout = setTimeout(fire, wait);
+      this.timer = { cancel: () => clearTimeout(timeout) };
+    }
   }
 
   /** Never rejects: every outcome is delivered to the batch's own callers. */
@@ -251,7 +257,7 @@ export class DynamicBatcher<Item, Result> {
   }
 
   private clearTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
     this.timerDueAt = Infinity;
   }
