@@ -5,14 +5,10 @@ import { exportCommand } from './commands/export';
 import { runFinetuneCommand } from './commands/finetune';
 import { importModelCommand } from './commands/import-model';
 import { runJobsCommand } from './commands/jobs';
+import type { CommandIo } from './commands/options';
 
-export interface CliIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  env: NodeJS.ProcessEnv;
-  /** Where `deit auth hash-token` reads a token it was not given. */
-  stdin?: NodeJS.ReadableStream;
-}
+/** What every command reads and writes besides its arguments. */
+export type CliIo = CommandIo;
 
 type Command = (argv: string[], io: CliIo) => Promise<number>;
 

@@ -2,16 +2,7 @@ import { hashToken, parseTokensFile, type Role, ROLES } from '@deit-serve/config
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-
-export interface AuthIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  stdin?: NodeJS.ReadableStream;
-}
-
-const EXIT_OK = 0;
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
+import { type CommandIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './options';
 
 /** Random bytes of a new token: 256 bits, beyond guessing. */
 const TOKEN_BYTES = 32;
@@ -45,7 +36,7 @@ const OPTIONS = {
 class UsageError extends Error {}
 
 /** `deit auth ...`: `argv` is what follows `auth`. */
-export async function runAuthCommand(argv: string[], io: AuthIo): Promise<number> {
+export async function runAuthCommand(argv: string[], io: CommandIo): Promise<number> {
   try {
     const parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
     if (parsed.values.help === true) {
@@ -84,7 +75,7 @@ export async function runAuthCommand(argv: string[], io: AuthIo): Promise<number
   }
 }
 
-function newToken(name: string | undefined, roles: string[], json: boolean, io: AuthIo): number {
+function newToken(name: string | undefined, roles: string[], json: boolean, io: CommandIo): number {
   if (!name) throw new UsageError('--name NAME is required (who holds the token, e.g. web-frontend)');
   if (roles.length === 0) throw new UsageError(`--role is required: ${ROLES.join(', ')}`);
   const token = randomBytes(TOKEN_BYTES).toString('base64url');
@@ -106,7 +97,7 @@ function newToken(name: string | undefined, roles: string[], json: boolean, io: 
   return EXIT_OK;
 }
 
-async function readToken(io: AuthIo): Promise<string> {
+async function readToken(io: CommandIo): Promise<string> {
   if (!io.stdin) return '';
   const chunks: Buffer[] = [];
   for await (const chunk of io.stdin)
@@ -117,7 +108,7 @@ async function readToken(io: AuthIo): Promise<string> {
     .replace(/\r?\n$/, '');
 }
 
-async function checkFile(file: string, json: boolean, io: AuthIo): Promise<number> {
+async function checkFile(file: string, json: boolean, io: CommandIo): Promise<number> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');

@@ -10,13 +10,8 @@ import {
   connectionOf,
   unreachableHint,
 } from './connection';
+import { type CommandIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './options';
 import { formatTable } from './table';
-
-export interface ClassifyIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  env: Record<string, string | undefined>;
-}
 
 /** Where the inference service listens when neither `--addr` nor DEIT_INFERENCE_ADDR says. */
 export const DEFAULT_INFERENCE_ADDR = 'localhost:50051';
@@ -24,10 +19,6 @@ export const DEFAULT_INFERENCE_ADDR = 'localhost:50051';
 export const DEFAULT_TIMEOUT_MS = 30_000;
 /** Images classified at once; more wait for a slot. */
 const CONCURRENCY = 8;
-
-const EXIT_OK = 0;
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
 
 const USAGE = `Usage: deit classify IMAGE... [options]
 
@@ -90,7 +81,7 @@ type Outcome =
  * `deit classify ...`: `argv` is what follows `classify`. Returns the exit code: 0 when every image
  * was classified, 1 when any failed (each failure is reported), 2 for a wrong command line.
  */
-export async function runClassifyCommand(argv: string[], io: ClassifyIo): Promise<number> {
+export async function runClassifyCommand(argv: string[], io: CommandIo): Promise<number> {
   let settings: Settings;
   let files: string[];
   try {
@@ -236,7 +227,7 @@ async function mapLimited<T, R>(
   return results;
 }
 
-function fail(io: ClassifyIo, json: boolean, code: string, message: string): number {
+function fail(io: CommandIo, json: boolean, code: string, message: string): number {
   if (json) io.stderr.write(JSON.stringify({ error: { code, message } }) + '\n');
   else io.stderr.write(`deit classify: ${message}\n`);
   return EXIT_FAILURE;

@@ -3,8 +3,6 @@ import { parseArgs } from 'node:util';
 import {
   call,
   DEFAULT_TRAINER_ADDR,
-  EXIT_OK,
-  EXIT_USAGE,
   intFlag,
   jobJson,
   numberFlag,
@@ -12,11 +10,11 @@ import {
   stateName,
   trainerAddr,
   trainerClient,
-  type TrainerIo,
   UsageError,
   watchJob,
 } from './jobs';
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf, type Connection } from './connection';
+import { type CommandIo, EXIT_OK, EXIT_USAGE } from './options';
 
 const { DistillationType, SoftNormalization, CropMode } = trainerV1Client;
 
@@ -227,7 +225,7 @@ export function specFromFlags(v: Values): trainerV1Client.FineTuneSpec {
  * success, 1 when the trainer refuses the spec or the job fails or is cancelled, 2 for a wrong
  * command line.
  */
-export async function runFinetuneCommand(argv: string[], io: TrainerIo): Promise<number> {
+export async function runFinetuneCommand(argv: string[], io: CommandIo): Promise<number> {
   let spec: trainerV1Client.FineTuneSpec;
   let values: Values;
   let connection: Connection;

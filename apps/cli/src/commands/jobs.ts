@@ -8,20 +8,11 @@ import {
   connectionOf,
   unreachableHint,
 } from './connection';
+import { type CommandIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './options';
 import { formatTable } from './table';
-
-export interface TrainerIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  env: Record<string, string | undefined>;
-}
 
 /** Where the trainer listens when neither `--addr` nor DEIT_TRAINER_ADDR says. */
 export const DEFAULT_TRAINER_ADDR = 'localhost:50052';
-
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
 
 const { JobState } = trainerV1Client;
 type Job = trainerV1Client.Job;
@@ -60,7 +51,7 @@ const SUBCOMMANDS = ['list', 'show', 'watch', 'cancel'] as const;
 type Subcommand = (typeof SUBCOMMANDS)[number];
 
 /** `deit jobs ...`: `argv` is what follows `jobs`. */
-export async function runJobsCommand(argv: string[], io: TrainerIo): Promise<number> {
+export async function runJobsCommand(argv: string[], io: CommandIo): Promise<number> {
   let sub: Subcommand;
   let id = '';
   let addr: string;
@@ -208,7 +199,7 @@ function isTerminal(state: trainerV1Client.JobState | undefined): boolean {
  * an unreachable trainer as one clear line. Returns exit code 1.
  */
 export function reportError(
-  io: TrainerIo,
+  io: CommandIo,
   prefix: string,
   addr: string,
   json: boolean,
@@ -305,7 +296,7 @@ function resultLines(job: Job): string[] {
 export async function watchJob(
   client: Client,
   jobId: string,
-  io: TrainerIo,
+  io: CommandIo,
   json: boolean,
   prefix: string,
 ): Promise<number> {
