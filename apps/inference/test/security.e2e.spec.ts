@@ -1,13 +1,15 @@
 import 'reflect-metadata';
-import { type ChannelCredentials, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { type ChannelCredentials, credentials, status, type ServiceError } from '@grpc/grpc-js';
 import { inferenceConfigSpec, loadConfig } from '@deit-serve/config';
 import { securityOptions } from '@deit-serve/grpc-server';
 import { healthV1, inferenceV1Client } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import {
+  bearer,
   createTestPki,
   healthCheck,
   pem,
+  ROLE_TOKENS,
   publishTinyDeit,
   startTestService,
   type TestPki,
@@ -28,12 +30,8 @@ import { tinyTensor } from './support';
  * generated client. Certificates come from a CA generated for this run.
  */
 const CALL_DEADLINE_MS = 10_000;
-const TOKENS = [
-  { name: 'web', token: 'web-0123456789', roles: ['classify' as const] },
-  { name: 'ci', token: 'ci-0123456789', roles: ['train' as const] },
-  { name: 'ops', token: 'ops-0123456789', roles: ['admin' as const] },
-];
-const [WEB, CI, OPS] = TOKENS.map((t) => t.token) as [string, string, string];
+const TOKENS = ROLE_TOKENS;
+const [WEB, CI, OPS] = TOKENS.map((t) => t.token);
 
 type Client = inferenceV1Client.InferenceServiceClient;
 
@@ -60,30 +58,24 @@ async function startSecured(env: Record<string, string>): Promise<TestService> {
   );
 }
 
-function metadata(token?: string): Metadata {
-  const md = new Metadata();
-  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
-  return md;
-}
-
 const deadline = () => ({ deadline: Date.now() + CALL_DEADLINE_MS });
 
 function classify(client: Client, token?: string): Promise<inferenceV1Client.ClassifyResponse> {
   const request = inferenceV1Client.ClassifyRequest.fromPartial({ tensor: tinyTensor(0.5), topK: 2 });
   return new Promise((resolve, reject) =>
-    client.classify(request, metadata(token), deadline(), (err, res) => (err ? reject(err) : resolve(res))),
+    client.classify(request, bearer(token), deadline(), (err, res) => (err ? reject(err) : resolve(res))),
   );
 }
 
 function listModels(client: Client, token?: string): Promise<inferenceV1Client.ListModelsResponse> {
   return new Promise((resolve, reject) =>
-    client.listModels({}, metadata(token), deadline(), (err, res) => (err ? reject(err) : resolve(res))),
+    client.listModels({}, bearer(token), deadline(), (err, res) => (err ? reject(err) : resolve(res))),
   );
 }
 
 function getModel(client: Client, token?: string): Promise<inferenceV1Client.GetModelResponse> {
   return new Promise((resolve, reject) =>
-    client.getModel({ model: 'tiny' }, metadata(token), deadline(), (err, res) =>
+    client.getModel({ model: 'tiny' }, bearer(token), deadline(), (err, res) =>
       err ? reject(err) : resolve(res),
     ),
   );
@@ -92,7 +84,7 @@ function getModel(client: Client, token?: string): Promise<inferenceV1Client.Get
 /** One ClassifyStream item; resolves with the answer or rejects with the call's status. */
 function classifyStream(client: Client, token?: string): Promise<inferenceV1Client.ClassifyStreamResponse> {
   return new Promise((resolve, reject) => {
-    const call = client.classifyStream(metadata(token), deadline());
+    const call = client.classifyStream(bearer(token), deadline());
     const answers: inferenceV1Client.ClassifyStreamResponse[] = [];
     call.on('data', (res: inferenceV1Client.ClassifyStreamResponse) => answers.push(res));
     call.on('error', reject);

@@ -1,12 +1,14 @@
 import 'reflect-metadata';
-import { type ChannelCredentials, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { type ChannelCredentials, credentials, type Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
 import { securityOptions } from '@deit-serve/grpc-server';
 import { healthV1, trainerV1Client } from '@deit-serve/proto';
 import {
+  bearer,
   createTestPki,
   healthCheck,
   pem,
+  ROLE_TOKENS,
   startTestService,
   type TestPki,
   type TestService,
@@ -26,12 +28,8 @@ import { AppModule } from '../src/app.module';
  * INVALID_ARGUMENT for an empty spec) proves it ran.
  */
 const CALL_DEADLINE_MS = 10_000;
-const TOKENS = [
-  { name: 'web', token: 'web-0123456789', roles: ['classify' as const] },
-  { name: 'ci', token: 'ci-0123456789', roles: ['train' as const] },
-  { name: 'ops', token: 'ops-0123456789', roles: ['admin' as const] },
-];
-const [WEB, CI, OPS] = TOKENS.map((t) => t.token) as [string, string, string];
+const TOKENS = ROLE_TOKENS;
+const [WEB, CI, OPS] = TOKENS.map((t) => t.token);
 
 type Client = trainerV1Client.TrainerServiceClient;
 type Call = (c: Client, md: Metadata) => Promise<unknown>;
@@ -74,12 +72,6 @@ const METHODS: [string, Call, status][] = [
     status.NOT_FOUND,
   ],
 ];
-
-function bearer(token?: string): Metadata {
-  const md = new Metadata();
-  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
-  return md;
-}
 
 /** The status a call ends with (OK when it succeeds) and its message. */
 async function outcome(call: Promise<unknown>): Promise<{ code: status; details: string }> {

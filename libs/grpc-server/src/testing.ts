@@ -1,4 +1,5 @@
 /** Test fixtures of the gRPC server library: a throw-away PKI for TLS, a tokens file. Specs only. */
+import { Metadata } from '@grpc/grpc-js';
 import { hashToken, type Role } from '@deit-serve/config';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -109,4 +110,18 @@ export function writeTokensFile(
   const entries = tokens.map(({ name, token, roles }) => ({ name, sha256: hashToken(token), roles }));
   writeFileSync(file, JSON.stringify({ tokens: entries }, null, 2));
   return file;
+}
+
+/** One token per role, for the services' authentication tests: `web` classifies, `ci` trains, `ops` is admin. */
+export const ROLE_TOKENS = [
+  { name: 'web', token: 'web-0123456789', roles: ['classify'] as Role[] },
+  { name: 'ci', token: 'ci-0123456789', roles: ['train'] as Role[] },
+  { name: 'ops', token: 'ops-0123456789', roles: ['admin'] as Role[] },
+] as const;
+
+/** Call metadata carrying `authorization: Bearer <token>`; none without a token. */
+export function bearer(token?: string): Metadata {
+  const md = new Metadata();
+  if (token !== undefined) md.set('authorization', `Bearer ${token}`);
+  return md;
 }

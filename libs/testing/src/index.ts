@@ -1,8 +1,10 @@
 export { healthCheck, startTestService, type TestService } from './grpc';
 export { publishTinyDeit, TINY_DEIT, TINY_LABELS } from './models';
 export {
+  bearer,
   createTestPki,
   pem,
+  ROLE_TOKENS,
   writeTokensFile,
   type TestCert,
   type TestPki,
