@@ -156,31 +156,7 @@ export class JobRunner {
    * next polls. Cancelling a CANCELLING job changes nothing; an ended one is FAILED_PRECONDITION.
    */
   cancel(jobId: string): JobRecord {
-    const { store } = this.options;
-    for (;;) {
-      const job = store.get(jobId);
-      try {
-        switch (job.state) {
-          case 'QUEUED':
-            return store.transition(jobId, 'CANCELLED', { message: 'cancelled before it started' });
-          case 'RUNNING': {
-            const cancelling = store.transition(jobId, 'CANCELLING');
-            this.abortWorker(jobId, 'cancel');
-            return cancelling;
-          }
-          case 'CANCELLING':
-            this.abortWorker(jobId, 'cancel');
-            return job;
-          case 'SUCCEEDED':
-          case 'FAILED':
-          case 'CANCELLED':
-            throw new FailedPreconditionError(`job ${jobId} has already ended (${job.state})`);
-        }
-      } catch (error) {
-        // Claimed or finished by another process between our read and our write: look again.
-        if (!(error instanceof FailedPreconditionError) || isTerminalState(job.state)) throw error;
-      }
-    }
+    return this.options.store.requestCancel(jobId, () => this.abortWorker(jobId, 'cancel'));
   }
 
   /**
@@ -493,10 +469,6 @@ export class JobRunner {
         this.logger.warn(`job ${active.job.id}: could not send ${message.type}: ${describeError(error)}`);
     });
   }
-}
-
-function isTerminalState(state: JobRecord['state']): boolean {
-  return state === 'SUCCEEDED' || state === 'FAILED' || state === 'CANCELLED';
 }
 
 /** `<host>:<pid>:...` owners on this host are alive iff their pid is; elsewhere we cannot tell. */

@@ -248,6 +248,38 @@ export class JobStore {
   }
 
   /**
+   * A cancel request, as both runners answer it: QUEUED → CANCELLED at once; RUNNING → CANCELLING,
+   * and `stopRunning` asks whoever runs it to stop; a CANCELLING job is asked again; an ended one is
+   * FAILED_PRECONDITION. A job that moved between our read and our write (claimed or finished by
+   * another process) is looked at again.
+   */
+  requestCancel(jobId: string, stopRunning: () => void): JobRecord {
+    for (;;) {
+      const job = this.get(jobId);
+      try {
+        switch (job.state) {
+          case 'QUEUED':
+            return this.transition(jobId, 'CANCELLED', { message: 'cancelled before it started' });
+          case 'RUNNING': {
+            const cancelling = this.transition(jobId, 'CANCELLING');
+            stopRunning();
+            return cancelling;
+          }
+          case 'CANCELLING':
+            stopRunning();
+            return job;
+          case 'SUCCEEDED':
+          case 'FAILED':
+          case 'CANCELLED':
+            throw new FailedPreconditionError(`job ${jobId} has already ended (${job.state})`);
+        }
+      } catch (error) {
+        if (!(error instanceof FailedPreconditionError) || isTerminal(job.state)) throw error;
+      }
+    }
+  }
+
+  /**
    * Moves a job along {@link JOB_TRANSITIONS} and logs the state event, atomically. Throws
    * FAILED_PRECONDITION for an illegal move (or a job held by another runner than `expectOwner`).
    */

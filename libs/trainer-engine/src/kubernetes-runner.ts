@@ -176,30 +176,9 @@ export class KubernetesJobRunner {
    * SIGTERM and checkpoints) → CANCELLED. A job that finished first keeps its outcome.
    */
   cancel(jobId: string): JobRecord {
-    const { store } = this.options;
-    for (;;) {
-      const job = store.get(jobId);
-      try {
-        switch (job.state) {
-          case 'QUEUED':
-            return store.transition(jobId, 'CANCELLED', { message: 'cancelled before it started' });
-          case 'RUNNING': {
-            const cancelling = store.transition(jobId, 'CANCELLING');
-            void this.poll();
-            return cancelling;
-          }
-          case 'CANCELLING':
-            void this.poll();
-            return job;
-          case 'SUCCEEDED':
-          case 'FAILED':
-          case 'CANCELLED':
-            throw new FailedPreconditionError(`job ${jobId} has already ended (${job.state})`);
-        }
-      } catch (error) {
-        if (!(error instanceof FailedPreconditionError) || isTerminal(job.state)) throw error;
-      }
-    }
+    return this.options.store.requestCancel(jobId, () => {
+      void this.poll();
+    });
   }
 
   /**
