@@ -61,6 +61,7 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
             new ModelHost(registry, {
               executionProvider: config.executionProvider,
               intraOpThreads: config.intraOpThreads,
+              onnxThread: config.onnxThread,
               batching: {
                 maxBatchSize: config.maxBatchSize,
                 maxQueueDelayMs: config.maxQueueDelayMs,

@@ -164,6 +164,32 @@ describe('inference API end to end', () => {
       expect((await classify(inference.client, { image: png })).model?.version).toBe(1);
     });
 
+    it('refuses a tensor holding NaN or ±Infinity anywhere, with INVALID_ARGUMENT', async () => {
+      const item = 3 * 16 * 16;
+      for (const [at, bad] of [
+        [0, Number.NaN],
+        [item - 1, Number.POSITIVE_INFINITY],
+        [item >> 1, Number.NEGATIVE_INFINITY],
+      ] as const) {
+        const values = new Float32Array(item).fill(0.25);
+        values[at] = bad;
+        const err = await failure(inference.client, {
+          tensor: { shape: [1, 3, 16, 16], data: new Uint8Array(values.buffer) },
+        });
+        expect(err.code, `${bad} at ${at}`).toBe(status.INVALID_ARGUMENT);
+        expect(err.details).toMatch(/tensor contains NaN or infinite values/);
+      }
+      // The largest finite float32 is a value, not an error.
+      const big = new Float32Array(item).fill(3.4028234663852886e38);
+      expect(
+        (
+          await classify(inference.client, {
+            tensor: { shape: [1, 3, 16, 16], data: new Uint8Array(big.buffer) },
+          })
+        ).model?.version,
+      ).toBe(1);
+    });
+
     it('refuses an unknown head value with INVALID_ARGUMENT', async () => {
       const err = await failure(inference.client, {
         tensor: tinyTensor(0),

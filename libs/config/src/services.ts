@@ -101,6 +101,12 @@ export const inferenceConfigSpec = {
     0,
     'onnxruntime intra-op threads (0: one per core)',
   ),
+  onnxThread: field(
+    'DEIT_ONNX_THREAD',
+    oneOf(['worker', 'main'] as const),
+    'worker',
+    'where onnxruntime computes: a worker thread per model version (the event loop keeps receiving requests during a batch) or the main thread, which onnxruntime-node blocks for each run',
+  ),
   maxBatchSize: field('DEIT_MAX_BATCH_SIZE', intInRange(1, 1024), 16, 'dynamic batching: largest batch'),
   maxQueueDelayMs: field(
     'DEIT_MAX_QUEUE_DELAY_MS',

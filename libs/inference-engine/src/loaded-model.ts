@@ -18,6 +18,8 @@ export interface BatchingOptions {
 export interface LoadOptions {
   executionProvider: ExecutionProvider;
   intraOpThreads: number;
+  /** Where onnxruntime computes; default `worker` (the event loop keeps serving meanwhile). */
+  onnxThread?: 'main' | 'worker';
   batching: BatchingOptions;
   logger: { log(message: string): void; warn(message: string): void };
   onBatch?: (model: LoadedModel, size: number, computeMs: number) => void;
@@ -74,6 +76,7 @@ export class LoadedModel {
     const session = await OnnxModelSession.create(bytes, {
       executionProvider: options.executionProvider,
       intraOpThreads: options.intraOpThreads,
+      thread: options.onnxThread ?? 'worker',
       logger: options.logger,
     });
     try {

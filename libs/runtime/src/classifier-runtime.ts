@@ -63,7 +63,11 @@ export function createClassifierExecute(
       data = new Float32Array(items.length * itemSize);
       items.forEach((item, i) => data.set(item, i * itemSize));
     }
-    const out = await session.run({ [input]: { data, dims: [items.length, ...itemDims] } });
+    // A batch assembled here is ours to give away: it moves to a worker-thread session uncopied.
+    const out = await session.run(
+      { [input]: { data, dims: [items.length, ...itemDims] } },
+      { transferInputs: items.length > 1 },
+    );
     const cls = splitBatch(out, names.cls, items.length);
     const dist = names.dist === undefined ? undefined : splitBatch(out, names.dist, items.length);
     return cls.map((c, i) => (dist ? { cls: c, dist: dist[i] } : { cls: c }));

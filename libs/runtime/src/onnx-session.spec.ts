@@ -45,10 +45,12 @@ async function kindOf(p: Promise<unknown>): Promise<string> {
   }
 }
 
-describe('OnnxModelSession', () => {
+const THREADS_UNDER_TEST = ['main', 'worker'] as const;
+
+describe.each(THREADS_UNDER_TEST)('OnnxModelSession on the %s thread', (thread) => {
   let session: OnnxModelSession;
   beforeAll(async () => {
-    session = await OnnxModelSession.create(bytes, { intraOpThreads: THREADS });
+    session = await OnnxModelSession.create(bytes, { intraOpThreads: THREADS, thread });
   });
   afterAll(() => session.release());
 
@@ -100,13 +102,14 @@ describe('OnnxModelSession', () => {
   });
 });
 
-describe('OnnxModelSession lifecycle', () => {
+describe.each(THREADS_UNDER_TEST)('OnnxModelSession lifecycle on the %s thread', (thread) => {
   it("falls back to CPU with a warning when 'cuda' is unavailable", async () => {
     const warn = vi.fn<(message: string) => void>();
     const s = await OnnxModelSession.create(bytes, {
       executionProvider: 'cuda',
       intraOpThreads: THREADS,
       logger: { warn },
+      thread,
     });
     try {
       expect(s.executionProvider).toBe('cpu');
@@ -126,6 +129,7 @@ describe('OnnxModelSession lifecycle', () => {
     const created = OnnxModelSession.create(new Uint8Array([1, 2, 3]), {
       executionProvider: 'cuda',
       logger: { warn },
+      thread,
     });
     await expect(created).rejects.toMatchObject({
       kind: 'INVALID_ARGUMENT',
@@ -135,7 +139,7 @@ describe('OnnxModelSession lifecycle', () => {
   });
 
   it('release() is idempotent, waits for a run in flight, and later runs fail clearly', async () => {
-    const s = await OnnxModelSession.create(bytes, { intraOpThreads: THREADS });
+    const s = await OnnxModelSession.create(bytes, { intraOpThreads: THREADS, thread });
     const feeds = { [OnnxIoName.pixelValues]: { data: randomPixels(2 * ITEM, 5), dims: [2, 3, 16, 16] } };
     const inFlight = s.run(feeds);
     const first = s.release();
@@ -148,5 +152,73 @@ describe('OnnxModelSession lifecycle', () => {
       message: 'onnxruntime session has been released',
     });
     expect(await kindOf(s.warmUp([1]))).toBe('FAILED_PRECONDITION');
+  });
+});
+
+describe('OnnxModelSession threads', () => {
+  // Large enough that one run takes tens of milliseconds.
+  const big: DeitOnnxConfig = { ...tiny, embedDim: 64, depth: 4, numHeads: 4, imgSize: 64, numClasses: 10 };
+  const bigBytes = exportDeitOnnx(big, randomWeights(deitOnnxWeightShapes(big), 3), { preset: 'big_test' });
+  const BATCH = 16;
+  const feeds = () => ({
+    [OnnxIoName.pixelValues]: { data: randomPixels(BATCH * 3 * 64 * 64, 9), dims: [BATCH, 3, 64, 64] },
+  });
+
+  /** Runs once and counts how often a 1 ms timer got to fire meanwhile. */
+  async function ticksDuringRun(s: OnnxModelSession): Promise<{ ticks: number; ms: number }> {
+    await s.run(feeds()); // lazy allocations
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const start = performance.now();
+    try {
+      await s.run(feeds());
+      return { ticks, ms: performance.now() - start };
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  it('a main-thread run blocks the event loop; a worker-thread run leaves it free', async () => {
+    const main = await OnnxModelSession.create(bigBytes, { intraOpThreads: THREADS, thread: 'main' });
+    const worker = await OnnxModelSession.create(bigBytes, { intraOpThreads: THREADS, thread: 'worker' });
+    try {
+      const blocked = await ticksDuringRun(main);
+      const free = await ticksDuringRun(worker);
+      expect(blocked.ms).toBeGreaterThan(20); // else the comparison says nothing
+      expect(blocked.ticks).toBeLessThanOrEqual(2);
+      expect(free.ticks).toBeGreaterThanOrEqual(Math.min(10, free.ms / 4));
+    } finally {
+      await Promise.all([main.release(), worker.release()]);
+    }
+  });
+
+  it('gives the same logits on both threads', async () => {
+    const main = await OnnxModelSession.create(bigBytes, { intraOpThreads: THREADS, thread: 'main' });
+    const worker = await OnnxModelSession.create(bigBytes, { intraOpThreads: THREADS, thread: 'worker' });
+    try {
+      const [a, b] = await Promise.all([main.run(feeds()), worker.run(feeds())]);
+      expect(Array.from(b[OnnxIoName.clsLogits].data)).toEqual(Array.from(a[OnnxIoName.clsLogits].data));
+      expect(Array.from(b[OnnxIoName.distLogits].data)).toEqual(Array.from(a[OnnxIoName.distLogits].data));
+    } finally {
+      await Promise.all([main.release(), worker.release()]);
+    }
+  });
+
+  it('moves inputs to the worker only when asked (transferInputs), copying them otherwise', async () => {
+    const s = await OnnxModelSession.create(bytes, { intraOpThreads: THREADS, thread: 'worker' });
+    try {
+      const kept = randomPixels(ITEM, 4);
+      await s.run({ [OnnxIoName.pixelValues]: { data: kept, dims: [1, 3, 16, 16] } });
+      expect(kept.length).toBe(ITEM);
+      const given = randomPixels(ITEM, 4);
+      const out = await s.run(
+        { [OnnxIoName.pixelValues]: { data: given, dims: [1, 3, 16, 16] } },
+        { transferInputs: true },
+      );
+      expect(given.length).toBe(0); // detached: it now belongs to the worker
+      expect(out[OnnxIoName.clsLogits].dims).toEqual([1, 5]);
+    } finally {
+      await s.release();
+    }
   });
 });

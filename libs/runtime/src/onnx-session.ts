@@ -1,9 +1,17 @@
 /**
  * The one adapter over onnxruntime-node (house style: a single importer of the native runtime, so its
- * types, errors and threading quirks stay in this file). Everything else sees plain Float32Arrays.
+ * types, errors and threading quirks stay here and in the entry of its worker thread,
+ * onnx-thread-worker.ts). Everything else sees plain Float32Arrays.
  */
 import { FailedPreconditionError, InvalidArgumentError } from '@deit-serve/core';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
+import {
+  type NativeOutputs,
+  type NativeSession,
+  type NativeTensor,
+  type NativeValueInfo,
+  WorkerNativeSession,
+} from './onnx-thread';
 
 export type ExecutionProvider = 'cpu' | 'cuda';
 export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
@@ -22,6 +30,20 @@ export interface OnnxSessionOptions {
   readonly graphOptimizationLevel?: GraphOptimizationLevel;
   /** Default: console. */
   readonly logger?: SessionLogger;
+  /**
+   * Where onnxruntime computes. `main` (default): on the calling thread, which onnxruntime-node blocks
+   * for the whole run. `worker`: on a worker thread of the session's own, so that a server's event loop
+   * keeps receiving requests while a batch computes (onnx-thread.ts).
+   */
+  readonly thread?: 'main' | 'worker';
+}
+
+export interface RunOptions {
+  /**
+   * The caller gives up the feeds' buffers: on a worker-thread session they move to the thread instead
+   * of being copied, and are unusable afterwards. Only buffers a feed uses whole are moved.
+   */
+  readonly transferInputs?: boolean;
 }
 
 /** A dense float32 tensor in row-major order. */
@@ -42,7 +64,7 @@ export class OnnxModelSession {
   private readonly inFlight = new Set<Promise<unknown>>();
 
   private constructor(
-    private readonly session: InferenceSession,
+    private readonly session: NativeSession,
     /** The provider the session actually runs on, after any fallback. */
     readonly executionProvider: ExecutionProvider,
     readonly inputs: readonly TensorInfo[],
@@ -63,19 +85,23 @@ export class OnnxModelSession {
       extra: { session: { intra_op: { allow_spinning: '0' } } },
     };
 
-    let session: InferenceSession | undefined;
+    const open: OpenNative =
+      options.thread === 'worker'
+        ? (b, o) => WorkerNativeSession.create(b, o)
+        : (b, o) => MainThreadSession.create(b, o);
+    let session: NativeSession | undefined;
     let provider: ExecutionProvider = 'cpu';
     let cudaFailure: unknown;
     if (requested === 'cuda') {
       try {
         // 'cpu' after 'cuda' places the few nodes CUDA has no kernel for on the CPU.
-        session = await InferenceSession.create(bytes, { ...base, executionProviders: ['cuda', 'cpu'] });
+        session = await open(bytes, { ...base, executionProviders: ['cuda', 'cpu'] });
         provider = 'cuda';
       } catch (error) {
         cudaFailure = error;
       }
     }
-    session ??= await loadCpu(bytes, base);
+    session ??= await loadCpu(bytes, base, open);
     if (cudaFailure !== undefined) {
       // Warn only once CPU has loaded: if the model itself is broken, the CPU error below says so
       // and a "CUDA unavailable" warning would point at the wrong culprit.
@@ -120,14 +146,22 @@ export class OnnxModelSession {
     return this.released !== undefined;
   }
 
-  async run(feeds: Readonly<Record<string, FloatTensor>>): Promise<Record<string, FloatTensor>> {
+  async run(
+    feeds: Readonly<Record<string, FloatTensor>>,
+    options: RunOptions = {},
+  ): Promise<Record<string, FloatTensor>> {
     this.assertLive();
-    const ortFeeds: Record<string, Tensor> = {};
+    const nativeFeeds: Record<string, NativeTensor> = {};
+    const transfer = new Set<ArrayBuffer>();
     for (const input of this.inputs) {
       const feed = feeds[input.name];
       if (!feed) throw new InvalidArgumentError(`missing input "${input.name}"`);
       checkFeed(input, feed);
-      ortFeeds[input.name] = new Tensor('float32', feed.data, feed.dims);
+      nativeFeeds[input.name] = { data: feed.data, dims: [...feed.dims] };
+      const { data } = feed;
+      if (options.transferInputs && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
+        if (data.buffer instanceof ArrayBuffer) transfer.add(data.buffer);
+      }
     }
     for (const name of Object.keys(feeds)) {
       if (!this.inputs.some((i) => i.name === name)) {
@@ -137,7 +171,7 @@ export class OnnxModelSession {
       }
     }
 
-    const pending = this.session.run(ortFeeds);
+    const pending = this.session.run(nativeFeeds, [...transfer]);
     this.inFlight.add(pending);
     try {
       const out = await pending;
@@ -200,9 +234,15 @@ export class OnnxModelSession {
   }
 }
 
-async function loadCpu(bytes: Uint8Array, base: InferenceSession.SessionOptions): Promise<InferenceSession> {
+type OpenNative = (bytes: Uint8Array, options: InferenceSession.SessionOptions) => Promise<NativeSession>;
+
+async function loadCpu(
+  bytes: Uint8Array,
+  base: InferenceSession.SessionOptions,
+  open: OpenNative,
+): Promise<NativeSession> {
   try {
-    return await InferenceSession.create(bytes, { ...base, executionProviders: ['cpu'] });
+    return await open(bytes, { ...base, executionProviders: ['cpu'] });
   } catch (error) {
     throw new InvalidArgumentError(`onnxruntime could not load the model: ${messageOf(error)}`, {
       cause: error,
@@ -210,10 +250,42 @@ async function loadCpu(bytes: Uint8Array, base: InferenceSession.SessionOptions)
   }
 }
 
-function toTensorInfo(m: InferenceSession.ValueMetadata): TensorInfo {
-  return m.isTensor
-    ? { name: m.name, type: m.type, shape: [...m.shape] }
-    : { name: m.name, type: 'non-tensor', shape: [] };
+/** A session computing on the thread that calls `run` (onnxruntime-node blocks that thread meanwhile). */
+class MainThreadSession implements NativeSession {
+  private constructor(
+    private readonly session: InferenceSession,
+    readonly inputMetadata: readonly NativeValueInfo[],
+    readonly outputMetadata: readonly NativeValueInfo[],
+  ) {}
+
+  static async create(bytes: Uint8Array, options: InferenceSession.SessionOptions): Promise<NativeSession> {
+    const session = await InferenceSession.create(bytes, options);
+    const info = (m: InferenceSession.ValueMetadata): NativeValueInfo =>
+      m.isTensor
+        ? { name: m.name, isTensor: true, type: m.type, shape: [...m.shape] }
+        : { name: m.name, isTensor: false, type: 'non-tensor', shape: [] };
+    return new MainThreadSession(session, session.inputMetadata.map(info), session.outputMetadata.map(info));
+  }
+
+  async run(feeds: Readonly<Record<string, NativeTensor>>): Promise<NativeOutputs> {
+    const ortFeeds: Record<string, Tensor> = {};
+    for (const [name, feed] of Object.entries(feeds))
+      ortFeeds[name] = new Tensor('float32', feed.data, feed.dims);
+    const out = await this.session.run(ortFeeds);
+    const outputs: NativeOutputs = {};
+    for (const [name, tensor] of Object.entries(out)) {
+      outputs[name] = { type: tensor.type, data: tensor.data, dims: tensor.dims };
+    }
+    return outputs;
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+function toTensorInfo(m: NativeValueInfo): TensorInfo {
+  return { name: m.name, type: m.type, shape: [...m.shape] };
 }
 
 /** onnxruntime's own shape errors name C++ internals; this names the caller's mistake. */

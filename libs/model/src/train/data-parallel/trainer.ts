@@ -13,6 +13,7 @@
  * core) and SharedArrayBuffers need no serialisation. Only one thread touches a buffer at a time
  * (workers during a step, the leader between steps), and message passing orders those phases.
  */
+import { siblingModule, spawnModuleWorker } from '@deit-serve/core';
 import type { Worker } from 'node:worker_threads';
 import type { BackendName } from '../../backend';
 import { AdamW } from '../adamw';
@@ -27,7 +28,6 @@ import {
   type WorkerInit,
   type WorkerMessage,
 } from './protocol';
-import { siblingModule, spawnModuleWorker } from './spawn';
 
 export interface DataParallelOptions extends TrainerOptions {
   /** Worker threads; default 2 (one per core on the reference machine). */

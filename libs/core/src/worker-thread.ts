@@ -1,5 +1,6 @@
 /**
- * Starts a worker_thread on a module of this library. Built code (.js) starts directly. Under the
+ * Starts a worker_thread on a module of a library (the data-parallel trainer's workers, the
+ * inference runtime's onnxruntime thread). Built code (.js) starts directly. Under the
  * test runner or a bench the sources are TypeScript, which Node 20 cannot load, and vitest's
  * transform does not reach worker threads; there the worker first installs a require hook that
  * compiles .ts files with @swc/core (a dev dependency, only needed in that case).
