@@ -40,9 +40,8 @@ const BATCH_SIZES = [1, 8, 32];
 const CONCURRENCIES = [1, 8, 32];
 const PAIRED_ROUNDS = 3;
 /**
- * Client connections. HTTP/2 flow control windows are per connection (64 KiB by default on the
- * grpc-js server), so 32 callers of 600 KB tensors on one connection measure the window, not the
- * service; independent callers each have their own.
+ * Client connections: independent callers each have their own (HTTP/2 flow-control windows are per
+ * connection; the service opens them to DEIT_GRPC_FLOW_CONTROL_WINDOW, 4 MiB).
  */
 const CHANNELS = Number(args.channels);
 const PAIRED_SECONDS = Number(args['paired-seconds']);
@@ -444,7 +443,7 @@ console.log(`
 deit-serve inference benchmark: ${MODEL} (deit_tiny_distilled_patch16_224, random weights)
 machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}
 load average (1/5/15 min): ${loadAtStart.map((v) => v.toFixed(2)).join(' ')} at start, ${loadAtEnd.map((v) => v.toFixed(2)).join(' ')} at end
-service: defaults (max batch 16, queue delay 2 ms, intra-op threads: one per core); clients in this process over ${CHANNELS} connections
+service: defaults (max batch 16, queue delay 0 ms, intra-op threads: one per core, onnxruntime on its worker thread, 4 MiB HTTP/2 windows; each overridable by DEIT_* variables in the environment); clients in this process over ${CHANNELS} connections
 table: raw ${RAW_SECONDS} s per batch size, service ${SERVICE_SECONDS} s per row; ratios: ${PAIRED_ROUNDS} raw/service pairs of ${PAIRED_SECONDS} s each; latency is per run (raw) or per call, client side (service); srv = server-side p50 from each response's timing
 
 ${table}
