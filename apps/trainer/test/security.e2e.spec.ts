@@ -1,5 +1,11 @@
 import 'reflect-metadata';
-import { type ChannelCredentials, credentials, type Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import {
+  type ChannelCredentials,
+  credentials,
+  type Metadata,
+  status,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
 import { securityOptions } from '@deit-serve/grpc-server';
 import { healthV1, trainerV1Client } from '@deit-serve/proto';

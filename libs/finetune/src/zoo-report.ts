@@ -192,7 +192,7 @@ export function renderResultsMarkdown(results: ZooResults, command: string): str
     `- Machine: ${results.machine}.`,
     `- Evaluated at ${results.evaluatedAt}, commit ${results.gitCommit ?? 'unknown'}.`,
     '',
-    '| stage | version | model.onnx sha256 | size | stage wall time | trained at commit |',
+    '| stage | version | model.onnx sha256 | size | wall time of the sitting that finished it | trained at commit |',
     '|---|---|---|---|---|---|',
     ...versions,
     '',
