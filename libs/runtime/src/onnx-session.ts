@@ -4,9 +4,9 @@
  * onnx-thread-worker.ts). Everything else sees plain Float32Arrays.
  */
 import { FailedPreconditionError, InvalidArgumentError } from '@deit-serve/core';
-import { InferenceSession, Tensor } from 'onnxruntime-node';
+import type { InferenceSession } from 'onnxruntime-node';
+import { InProcessSession } from './onnx-native';
 import {
-  type NativeOutputs,
   type NativeSession,
   type NativeTensor,
   type NativeValueInfo,
@@ -88,7 +88,7 @@ export class OnnxModelSession {
     const open: OpenNative =
       options.thread === 'worker'
         ? (b, o) => WorkerNativeSession.create(b, o)
-        : (b, o) => MainThreadSession.create(b, o);
+        : (b, o) => InProcessSession.create(b, o);
     let session: NativeSession | undefined;
     let provider: ExecutionProvider = 'cpu';
     let cudaFailure: unknown;
@@ -247,40 +247,6 @@ async function loadCpu(
     throw new InvalidArgumentError(`onnxruntime could not load the model: ${messageOf(error)}`, {
       cause: error,
     });
-  }
-}
-
-/** A session computing on the thread that calls `run` (onnxruntime-node blocks that thread meanwhile). */
-class MainThreadSession implements NativeSession {
-  private constructor(
-    private readonly session: InferenceSession,
-    readonly inputMetadata: readonly NativeValueInfo[],
-    readonly outputMetadata: readonly NativeValueInfo[],
-  ) {}
-
-  static async create(bytes: Uint8Array, options: InferenceSession.SessionOptions): Promise<NativeSession> {
-    const session = await InferenceSession.create(bytes, options);
-    const info = (m: InferenceSession.ValueMetadata): NativeValueInfo =>
-      m.isTensor
-        ? { name: m.name, isTensor: true, type: m.type, shape: [...m.shape] }
-        : { name: m.name, isTensor: false, type: 'non-tensor', shape: [] };
-    return new MainThreadSession(session, session.inputMetadata.map(info), session.outputMetadata.map(info));
-  }
-
-  async run(feeds: Readonly<Record<string, NativeTensor>>): Promise<NativeOutputs> {
-    const ortFeeds: Record<string, Tensor> = {};
-    for (const [name, feed] of Object.entries(feeds))
-      ortFeeds[name] = new Tensor('float32', feed.data, feed.dims);
-    const out = await this.session.run(ortFeeds);
-    const outputs: NativeOutputs = {};
-    for (const [name, tensor] of Object.entries(out)) {
-      outputs[name] = { type: tensor.type, data: tensor.data, dims: tensor.dims };
-    }
-    return outputs;
-  }
-
-  release(): Promise<void> {
-    return this.session.release();
   }
 }
 

@@ -1,11 +1,11 @@
 /**
- * Entry of the process's onnxruntime thread, which owns every worker-thread session (see onnx-thread.ts). It imports nothing but
- * onnxruntime-node, Node and types, so that it starts the same from built JavaScript and from
- * TypeScript sources under the test runner.
+ * Entry of the process's onnxruntime thread, which owns every worker-thread session (see
+ * onnx-thread.ts). It imports nothing but Node, onnx-native.ts (onnxruntime-node) and types, so that
+ * it starts the same from built JavaScript and from TypeScript sources under the test runner.
  */
-import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { parentPort } from 'node:worker_threads';
-import type { NativeOutputs, NativeValueInfo, Reply, Request } from './onnx-thread';
+import { InProcessSession } from './onnx-native';
+import type { NativeOutputs, Reply, Request } from './onnx-thread';
 
 /** Output buffers move to the main thread instead of being copied when they are whole. */
 function transferable(outputs: NativeOutputs): ArrayBuffer[] {
@@ -21,39 +21,27 @@ function transferable(outputs: NativeOutputs): ArrayBuffer[] {
 function serveSessions(): void {
   const port = parentPort;
   if (!port) return;
-  const sessions = new Map<number, InferenceSession>();
+  const sessions = new Map<number, InProcessSession>();
   const reply = (message: Reply, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
   port.on('message', (request: Request) => {
     void (async () => {
       try {
         switch (request.type) {
           case 'create': {
-            const session = await InferenceSession.create(request.bytes, request.options);
+            const session = await InProcessSession.create(request.bytes, request.options);
             sessions.set(request.session, session);
-            const info = (m: InferenceSession.ValueMetadata): NativeValueInfo =>
-              m.isTensor
-                ? { name: m.name, isTensor: true, type: m.type, shape: [...m.shape] }
-                : { name: m.name, isTensor: false, type: 'non-tensor', shape: [] };
             reply({
               type: 'created',
               id: request.id,
-              inputs: session.inputMetadata.map(info),
-              outputs: session.outputMetadata.map(info),
+              inputs: [...session.inputMetadata],
+              outputs: [...session.outputMetadata],
             });
             return;
           }
           case 'run': {
             const session = sessions.get(request.session);
             if (!session) throw new Error(`session ${request.session} is not open on the onnxruntime thread`);
-            const feeds: Record<string, Tensor> = {};
-            for (const [name, feed] of Object.entries(request.feeds)) {
-              feeds[name] = new Tensor('float32', feed.data, feed.dims);
-            }
-            const out = await session.run(feeds);
-            const outputs: NativeOutputs = {};
-            for (const [name, tensor] of Object.entries(out)) {
-              outputs[name] = { type: tensor.type, data: tensor.data, dims: tensor.dims };
-            }
+            const outputs = await session.run(request.feeds);
             reply({ type: 'ran', id: request.id, outputs }, transferable(outputs));
             return;
           }
