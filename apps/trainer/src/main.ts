@@ -1,13 +1,13 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
-import { fineTuneJobKinds, sourcesSpecCheck } from '@deit-serve/finetune';
+import { fineTuneJobKinds } from '@deit-serve/finetune';
 import { createGrpcMicroservice, logLevelsUpTo, securityOptions } from '@deit-serve/grpc-server';
 import { DEIT_PRESET_NAMES } from '@deit-serve/model';
 import { DirectoryRegistry } from '@deit-serve/registry';
-import { PathSandbox } from '@deit-serve/trainer-engine';
 import { TRAINER_ACCESS } from './access';
 import { AppModule } from './app.module';
+import { sourceChecks } from './spec-checks';
 
 async function main(): Promise<void> {
   const config = loadConfig(trainerConfigSpec);
@@ -16,14 +16,7 @@ async function main(): Promise<void> {
     AppModule.register(config, {
       kinds: fineTuneJobKinds(),
       specOptions: { presets: DEIT_PRESET_NAMES },
-      specChecks: [
-        sourcesSpecCheck({
-          registry,
-          teacherThreads: 1,
-          sandbox: new PathSandbox(config.dataRoots),
-          datasetLimits: { maxImages: config.maxDatasetImages, maxBytes: config.maxDatasetBytes },
-        }),
-      ],
+      specChecks: sourceChecks(config, registry),
     }),
     {
       host: config.grpcHost,

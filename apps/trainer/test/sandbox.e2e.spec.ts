@@ -2,11 +2,9 @@ import 'reflect-metadata';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { Logger } from '@nestjs/common';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
-import { sourcesSpecCheck } from '@deit-serve/finetune';
 import { trainerV1Client } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { startTestService, type TestService } from '@deit-serve/testing';
-import { PathSandbox } from '@deit-serve/trainer-engine';
 import { mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +12,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AppModule } from '../src/app.module';
+import { sourceChecks } from '../src/spec-checks';
 
 /**
  * The trainer's path sandbox and data set limits through its gRPC API: the app as main.ts wires it
@@ -68,14 +67,7 @@ describe('trainer path sandbox and data set limits (gRPC)', () => {
       () =>
         AppModule.register(config, {
           kinds: {}, // jobs are queued, never run: this is about what gets in
-          specChecks: [
-            sourcesSpecCheck({
-              registry,
-              teacherThreads: 1,
-              sandbox: new PathSandbox(config.dataRoots),
-              datasetLimits: { maxImages: config.maxDatasetImages, maxBytes: config.maxDatasetBytes },
-            }),
-          ],
+          specChecks: sourceChecks(config, registry),
         }),
       { protoFiles: ['trainer'], packages: ['deit.trainer.v1'] },
     );
