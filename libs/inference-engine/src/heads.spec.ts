@@ -28,6 +28,21 @@ describe('heads', () => {
     expect(topK(dist, 1)).toHaveLength(1);
   });
 
+  it('top-k selects what a full sort by (probability desc, index asc) puts first, ties included', () => {
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let trial = 0; trial < 200; trial++) {
+      const n = 1 + Math.floor(next() * 40);
+      // Few distinct values, so ties are common.
+      const logits = Float32Array.from({ length: n }, () => Math.floor(next() * 6) - 3);
+      const p = softmax(logits);
+      const sorted = Array.from(logits.keys()).sort((a, b) => p[b] - p[a] || a - b);
+      for (const k of [1, 3, 5, n, n + 2]) {
+        expect(topK(logits, k).map((t) => t.index)).toEqual(sorted.slice(0, Math.min(k, n)));
+      }
+    }
+  });
+
   it('disagreement reports top-1 match and KL(p_cls ‖ p_dist) computed by hand', () => {
     const d = disagreement(cls, dist);
     const p = softmax(cls);

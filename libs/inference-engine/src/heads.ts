@@ -58,13 +58,27 @@ function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
-/** The k most probable classes, most probable first; ties keep the lower index first. */
+/**
+ * The k most probable classes, most probable first; ties keep the lower index first. A selection
+ * (O(n·k)) rather than a sort of all n classes: k is small and this runs for every response.
+ */
 export function topK(logits: Float32Array, k: number): Prediction[] {
   const probabilities = softmax(logits);
-  const order = Array.from(logits.keys()).sort((a, b) => probabilities[b] - probabilities[a] || a - b);
-  return order
-    .slice(0, Math.min(k, logits.length))
-    .map((index) => ({ index, probability: probabilities[index], logit: logits[index] }));
+  const count = Math.min(k, logits.length);
+  const chosen: number[] = [];
+  // `chosen` stays ordered by (probability desc, index asc); a later index never beats an equal one.
+  for (let i = 0; i < logits.length; i++) {
+    const p = probabilities[i];
+    if (chosen.length === count && !(p > probabilities[chosen[count - 1]])) continue;
+    let at = chosen.length === count ? count - 1 : chosen.length;
+    while (at > 0 && p > probabilities[chosen[at - 1]]) {
+      chosen[at] = chosen[at - 1];
+      at--;
+    }
+    chosen[at] = i;
+  }
+  chosen.length = count;
+  return chosen.map((index) => ({ index, probability: probabilities[index], logit: logits[index] }));
 }
 
 export function disagreement(cls: Float32Array, dist: Float32Array): Disagreement {

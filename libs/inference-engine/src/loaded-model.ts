@@ -2,6 +2,7 @@ import { FailedPreconditionError, IntegrityError } from '@deit-serve/core';
 import type { InputSpec } from '@deit-serve/preprocess';
 import { decodeTensor, labelsInOrder, type LoadedVersion, type Manifest } from '@deit-serve/registry';
 import {
+  type ClassifierItem,
   type ClassifierLogits,
   createClassifierExecute,
   DynamicBatcher,
@@ -44,7 +45,7 @@ export class LoadedModel {
     readonly inputSpec: InputSpec,
     readonly inputName: string,
     readonly session: OnnxModelSession,
-    readonly batcher: DynamicBatcher<Float32Array, ClassifierLogits>,
+    readonly batcher: DynamicBatcher<ClassifierItem, ClassifierLogits>,
   ) {}
 
   /** `name:version`. */
@@ -94,11 +95,13 @@ export class LoadedModel {
         cls: manifest.outputs.cls,
         ...(manifest.outputs.dist ? { dist: manifest.outputs.dist } : {}),
       };
-      const execute = createClassifierExecute(session, names);
+      const execute = createClassifierExecute(session, names, {
+        maxBatchSize: options.batching.maxBatchSize,
+      });
       await selfCheck(version, session, input.name);
       // The batcher's metrics hook needs the model, which needs the batcher.
       const holder: { model?: LoadedModel } = {};
-      const batcher = new DynamicBatcher<Float32Array, ClassifierLogits>({
+      const batcher = new DynamicBatcher<ClassifierItem, ClassifierLogits>({
         name: `${version.model}:${version.version}`,
         ...options.batching,
         execute,

@@ -204,21 +204,34 @@ describe('OnnxModelSession threads', () => {
     }
   });
 
-  it('moves inputs to the worker only when asked (transferInputs), copying them otherwise', async () => {
-    const s = await OnnxModelSession.create(bytes, { intraOpThreads: THREADS, thread: 'worker' });
-    try {
-      const kept = randomPixels(ITEM, 4);
-      await s.run({ [OnnxIoName.pixelValues]: { data: kept, dims: [1, 3, 16, 16] } });
-      expect(kept.length).toBe(ITEM);
-      const given = randomPixels(ITEM, 4);
-      const out = await s.run(
-        { [OnnxIoName.pixelValues]: { data: given, dims: [1, 3, 16, 16] } },
-        { transferInputs: true },
-      );
-      expect(given.length).toBe(0); // detached: it now belongs to the worker
-      expect(out[OnnxIoName.clsLogits].dims).toEqual([1, 5]);
-    } finally {
-      await s.release();
-    }
-  });
+  it.each(['main', 'worker'] as const)(
+    'runs feeds over a SharedArrayBuffer (shared with the onnxruntime thread, not copied) on the %s thread',
+    async (thread) => {
+      const s = await OnnxModelSession.create(bytes, { intraOpThreads: THREADS, thread });
+      try {
+        const items = [randomPixels(ITEM, 4), randomPixels(ITEM, 5)];
+        const plain = new Float32Array(2 * ITEM);
+        items.forEach((item, i) => plain.set(item, i * ITEM));
+        const expected = await s.run({ [OnnxIoName.pixelValues]: { data: plain, dims: [2, 3, 16, 16] } });
+        // Views of the front of a shared buffer with room for three items, as pooled batches are.
+        const shared = new SharedArrayBuffer(3 * ITEM * 4);
+        const pair = new Float32Array(shared, 0, 2 * ITEM);
+        pair.set(plain);
+        const [a, b] = await Promise.all([
+          s.run({ [OnnxIoName.pixelValues]: { data: pair, dims: [2, 3, 16, 16] } }),
+          // A concurrent run of another shape: each run in flight stages its own copy.
+          s.run({
+            [OnnxIoName.pixelValues]: { data: new Float32Array(shared, 0, ITEM), dims: [1, 3, 16, 16] },
+          }),
+        ]);
+        expect([...a[OnnxIoName.clsLogits].data]).toEqual([...expected[OnnxIoName.clsLogits].data]);
+        expect([...b[OnnxIoName.clsLogits].data]).toEqual([
+          ...expected[OnnxIoName.clsLogits].data.subarray(0, 5),
+        ]);
+        expect([...new Float32Array(shared, 0, 2 * ITEM)]).toEqual([...plain]); // left as it was
+      } finally {
+        await s.release();
+      }
+    },
+  );
 });

@@ -18,10 +18,7 @@ import { siblingModule, spawnModuleWorker } from '@deit-serve/core';
 export interface NativeSession {
   readonly inputMetadata: readonly NativeValueInfo[];
   readonly outputMetadata: readonly NativeValueInfo[];
-  run(
-    feeds: Readonly<Record<string, NativeTensor>>,
-    transfer: readonly ArrayBuffer[],
-  ): Promise<NativeOutputs>;
+  run(feeds: Readonly<Record<string, NativeTensor>>): Promise<NativeOutputs>;
   release(): Promise<void>;
 }
 
@@ -129,11 +126,8 @@ export class WorkerNativeSession implements NativeSession {
     return new WorkerNativeSession(thread, id, reply.inputs, reply.outputs);
   }
 
-  async run(
-    feeds: Readonly<Record<string, NativeTensor>>,
-    transfer: readonly ArrayBuffer[],
-  ): Promise<NativeOutputs> {
-    const reply = await this.thread.request({ type: 'run', session: this.id, feeds: { ...feeds } }, transfer);
+  async run(feeds: Readonly<Record<string, NativeTensor>>): Promise<NativeOutputs> {
+    const reply = await this.thread.request({ type: 'run', session: this.id, feeds: { ...feeds } }, []);
     if (reply.type !== 'ran') throw new Error(`unexpected reply ${reply.type}`);
     return reply.outputs;
   }
