@@ -78,6 +78,7 @@ const { randomWeights, randomPixels } = dist('libs/model/src/testing.js');
 const { packageAndPublish } = dist('libs/packaging/src/index.js');
 const { DirectoryRegistry } = dist('libs/registry/src/index.js');
 const { OnnxModelSession } = dist('libs/runtime/src/index.js');
+const { inferenceConfigSpec, loadConfig } = dist('libs/config/src/index.js');
 const { inferenceV1Client, healthV1Client } = dist('libs/proto/src/index.js');
 const grpc = require('@grpc/grpc-js');
 const sharp = require('sharp');
@@ -439,11 +440,22 @@ const verdict = (ok) => (ok ? 'PASS' : 'FAIL');
 const totalErrors =
   [...service.values()].reduce((a, r) => a + r.errors, 0) + pairs.reduce((a, p) => a + p.errors, 0);
 
+// What the service ran with: its configuration's defaults, as overridden by DEIT_* in this environment.
+const settings = loadConfig(inferenceConfigSpec, { ...process.env, ...serverEnv });
+const overridden = Object.values(inferenceConfigSpec)
+  .map((f) => f.env)
+  .filter((env) => env in process.env);
+const serviceSettings =
+  `max batch ${settings.maxBatchSize}, queue delay ${settings.maxQueueDelayMs} ms, ` +
+  `intra-op threads ${settings.intraOpThreads || 'one per core'}, onnxruntime on the ${settings.onnxThread} thread, ` +
+  `HTTP/2 windows ${(settings.flowControlWindow / 2 ** 20).toFixed(1)} MiB` +
+  (overridden.length ? ` (set here: ${overridden.join(', ')})` : ' (defaults)');
+
 console.log(`
 deit-serve inference benchmark: ${MODEL} (deit_tiny_distilled_patch16_224, random weights)
 machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}
 load average (1/5/15 min): ${loadAtStart.map((v) => v.toFixed(2)).join(' ')} at start, ${loadAtEnd.map((v) => v.toFixed(2)).join(' ')} at end
-service: defaults (max batch 16, queue delay 0 ms, intra-op threads: one per core, onnxruntime on its worker thread, 4 MiB HTTP/2 windows; each overridable by DEIT_* variables in the environment); clients in this process over ${CHANNELS} connections
+service: ${serviceSettings}; clients in this process over ${CHANNELS} connections
 table: raw ${RAW_SECONDS} s per batch size, service ${SERVICE_SECONDS} s per row; ratios: ${PAIRED_ROUNDS} raw/service pairs of ${PAIRED_SECONDS} s each; latency is per run (raw) or per call, client side (service); srv = server-side p50 from each response's timing
 
 ${table}

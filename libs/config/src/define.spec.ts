@@ -8,7 +8,7 @@ describe('loadConfig', () => {
     expect(c.grpcPort).toBe(50051);
     expect(c.metricsPort).toBe(9464);
     expect(c.executionProvider).toBe('cpu');
-    expect(c.maxBatchSize).toBe(16);
+    expect(c.maxBatchSize).toBe(8);
     expect(c.reflection).toBe(true);
     const t = loadConfig(trainerConfigSpec, {});
     expect(t.grpcPort).toBe(50052);

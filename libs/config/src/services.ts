@@ -105,9 +105,14 @@ export const inferenceConfigSpec = {
     'DEIT_ONNX_THREAD',
     oneOf(['worker', 'main'] as const),
     'worker',
-    'where onnxruntime computes: a worker thread per model version (the event loop keeps receiving requests during a batch) or the main thread, which onnxruntime-node blocks for each run',
+    'where onnxruntime computes: one worker thread for the process (the event loop keeps receiving requests during a batch) or the main thread, which onnxruntime-node blocks for each run',
   ),
-  maxBatchSize: field('DEIT_MAX_BATCH_SIZE', intInRange(1, 1024), 16, 'dynamic batching: largest batch'),
+  maxBatchSize: field(
+    'DEIT_MAX_BATCH_SIZE',
+    intInRange(1, 1024),
+    8,
+    'dynamic batching: largest batch (8 suits CPUs, where onnxruntime gains nothing past it and memory grows with it; GPUs want more)',
+  ),
   maxQueueDelayMs: field(
     'DEIT_MAX_QUEUE_DELAY_MS',
     intInRange(0, 10_000),
