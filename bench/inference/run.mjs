@@ -82,6 +82,7 @@ const { inferenceConfigSpec, loadConfig } = dist('libs/config/src/index.js');
 const { inferenceV1Client, healthV1Client } = dist('libs/proto/src/index.js');
 const grpc = require('@grpc/grpc-js');
 const sharp = require('sharp');
+const { frameMessage, LeanChannel } = await import('./lean-client.mjs');
 
 // ---------------------------------------------------------------------------------------------
 // Model: deit_tiny_distilled_patch16_224, random weights, published into a temporary registry.
@@ -256,15 +257,33 @@ const requests = {
   jpeg: inferenceV1Client.ClassifyRequest.fromPartial({ model: MODEL, image: jpeg }),
 };
 
-/** `concurrency` closed-loop callers for `seconds`; each waits for its answer before sending again. */
-async function load(kind, concurrency, seconds, { warm = true } = {}) {
+// Each request encoded and framed once, for the lean caller (lean-client.mjs).
+const framed = Object.fromEntries(
+  Object.entries(requests).map(([kind, request]) => [
+    kind,
+    frameMessage(inferenceV1Client.ClassifyRequest.encode(request).finish()),
+  ]),
+);
+const CLASSIFY_PATH = '/deit.inference.v1.InferenceService/Classify';
+
+/**
+ * `concurrency` closed-loop callers for `seconds`; each waits for its answer before sending again.
+ * `client`: 'lean' (default: pre-encoded requests on node:http2) or 'grpc-js' (the generated client).
+ */
+async function load(kind, concurrency, seconds, { warm = true, client = 'lean' } = {}) {
   // Caller i uses connection i mod CHANNELS, as independent callers would.
-  const call = (i) =>
-    new Promise((resolve, reject) =>
-      clients[i % clients.length].classify(requests[kind], new grpc.Metadata(), (err, res) =>
-        err ? reject(err) : resolve(res),
-      ),
-    );
+  const call =
+    client === 'lean'
+      ? async (i) =>
+          inferenceV1Client.ClassifyResponse.decode(
+            await leanChannels[i % leanChannels.length].unary(CLASSIFY_PATH, framed[kind]),
+          )
+      : (i) =>
+          new Promise((resolve, reject) =>
+            clients[i % clients.length].classify(requests[kind], new grpc.Metadata(), (err, res) =>
+              err ? reject(err) : resolve(res),
+            ),
+          );
   if (warm) await Promise.all(Array.from({ length: concurrency }, (_, i) => call(i))); // connections, batch shapes
   const latencies = [];
   const server = { queue: [], compute: [], total: [] };
@@ -329,16 +348,24 @@ const clients = Array.from(
       'grpc.use_local_subchannel_pool': 1,
     }),
 );
-for (const kind of ['tensor', 'jpeg']) {
-  for (const c of CONCURRENCIES) {
+const leanChannels = Array.from({ length: CHANNELS }, () => new LeanChannel(address));
+const SERVICE_ROWS = [
+  ...['tensor', 'jpeg'].flatMap((kind) => CONCURRENCIES.map((c) => ({ kind, c, client: 'lean' }))),
+  // The same load from the generated grpc-js client: what the client's own cost takes from the service.
+  ...[1, 32].map((c) => ({ kind: 'tensor', c, client: 'grpc-js' })),
+];
+const rowKey = ({ kind, c, client }) => `${kind}:${c}:${client}`;
+for (const row of SERVICE_ROWS) {
+  const { kind, c, client } = row;
+  {
     const before = await scrape();
-    const r = await load(kind, c, SERVICE_SECONDS);
+    const r = await load(kind, c, SERVICE_SECONDS, { client });
     const after = await scrape();
     const batches = after.batchCount - before.batchCount;
     r.avgBatch = batches > 0 ? (after.batchSum - before.batchSum) / batches : NaN;
-    service.set(`${kind}:${c}`, r);
+    service.set(rowKey(row), r);
     log(
-      `service ${kind} c=${c}: ${r.throughput.toFixed(1)} img/s, p50 ${r.p50.toFixed(2)} ms, ` +
+      `service ${kind} c=${c} (${client} client): ${r.throughput.toFixed(1)} img/s, p50 ${r.p50.toFixed(2)} ms, ` +
         `p99 ${r.p99.toFixed(2)} ms, avg batch ${r.avgBatch.toFixed(1)}, errors ${r.errors}`,
     );
   }
@@ -366,6 +393,7 @@ for (let round = 0; round < PAIRED_ROUNDS; round++) {
 }
 clearInterval(sampler);
 clients.forEach((c) => c.close());
+leanChannels.forEach((c) => c.close());
 const { hwm } = serverMemory();
 server.kill('SIGTERM');
 const exit = await Promise.race([serverExit, new Promise((r) => setTimeout(() => r(undefined), 15_000))]);
@@ -407,11 +435,12 @@ for (const b of BATCH_SIZES) {
     '0',
   ]);
 }
-for (const kind of ['tensor', 'jpeg']) {
-  for (const c of CONCURRENCIES) {
-    const r = service.get(`${kind}:${c}`);
+for (const row of SERVICE_ROWS) {
+  const { kind, c, client } = row;
+  {
+    const r = service.get(rowKey(row));
     rows.push([
-      `service, ${kind} input`,
+      `service, ${kind} input${client === 'lean' ? '' : `, ${client} client`}`,
       `c=${c}`,
       f(r.throughput),
       f(r.p50, 2),
@@ -431,8 +460,10 @@ const table = rows
   .join('\n');
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-const onePassRatio = service.get('tensor:32').throughput / raw.get(bestBatch).throughput;
-const onePassAdded = service.get('tensor:1').p50 - raw.get(1).p50;
+const onePassRatio = service.get('tensor:32:lean').throughput / raw.get(bestBatch).throughput;
+const onePassAdded = service.get('tensor:1:lean').p50 - raw.get(1).p50;
+const grpcJsRatio = service.get('tensor:32:grpc-js').throughput / raw.get(bestBatch).throughput;
+const grpcJsAdded = service.get('tensor:1:grpc-js').p50 - raw.get(1).p50;
 const ratio = median(pairs.map((p) => p.ratio));
 const addedP50 = median(pairs.map((p) => p.addedP50));
 const peak = Math.max(peakRss, hwm);
@@ -455,7 +486,8 @@ console.log(`
 deit-serve inference benchmark: ${MODEL} (deit_tiny_distilled_patch16_224, random weights)
 machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}
 load average (1/5/15 min): ${loadAtStart.map((v) => v.toFixed(2)).join(' ')} at start, ${loadAtEnd.map((v) => v.toFixed(2)).join(' ')} at end
-service: ${serviceSettings}; clients in this process over ${CHANNELS} connections
+service: ${serviceSettings}
+clients: in this process over ${CHANNELS} connections; the lean caller (pre-encoded requests on node:http2, lean-client.mjs) unless the row names the generated grpc-js client
 table: raw ${RAW_SECONDS} s per batch size, service ${SERVICE_SECONDS} s per row; ratios: ${PAIRED_ROUNDS} raw/service pairs of ${PAIRED_SECONDS} s each; latency is per run (raw) or per call, client side (service); srv = server-side p50 from each response's timing
 
 ${table}
@@ -463,6 +495,7 @@ ${table}
 tensor throughput c=32 / raw best (b=${bestBatch}):  ${ratio.toFixed(3)}  (target >= ${TARGETS.throughputRatio})  ${verdict(ratio >= TARGETS.throughputRatio)}   [median of ${PAIRED_ROUNDS} pairs: ${pairs.map((p) => p.ratio.toFixed(3)).join(', ')}; table: ${onePassRatio.toFixed(3)}]
 added p50 latency c=1 vs raw b=1:        ${addedP50.toFixed(2)} ms  (target <= ${TARGETS.addedP50Ms} ms)  ${verdict(addedP50 <= TARGETS.addedP50Ms)}   [pairs: ${pairs.map((p) => p.addedP50.toFixed(2)).join(', ')} ms; table: ${onePassAdded.toFixed(2)} ms]
 server peak RSS under load:              ${peak.toFixed(0)} MB  (target < ${TARGETS.rssMb} MB; idle ${idle.rss.toFixed(0)} MB)  ${verdict(peak < TARGETS.rssMb)}
-jpeg/tensor throughput at c=32:          ${(service.get('jpeg:32').throughput / service.get('tensor:32').throughput).toFixed(3)}
+with the generated grpc-js client:       throughput ratio ${grpcJsRatio.toFixed(3)}, added p50 ${grpcJsAdded.toFixed(2)} ms (table, one pass)
+jpeg/tensor throughput at c=32:          ${(service.get('jpeg:32:lean').throughput / service.get('tensor:32:lean').throughput).toFixed(3)}
 failed requests: ${totalErrors}; server exit: ${exit ? `${exit.signal ?? `code ${exit.code}`}` : 'killed'}; total ${((performance.now() - started) / 1000).toFixed(0)} s
 `);

@@ -27,7 +27,8 @@ export class InferenceController implements inferenceV1.InferenceServiceControll
     _metadata?: Metadata,
     call?: ServerUnaryCall<unknown, unknown>,
   ): Promise<inferenceV1.ClassifyResponse> {
-    return this.classification.classify(request, callContext(call));
+    const { context, settle } = callContext(call);
+    return this.classification.classify(request, context).finally(settle);
   }
 
   classifyStream(
@@ -37,7 +38,7 @@ export class InferenceController implements inferenceV1.InferenceServiceControll
   ): Observable<inferenceV1.ClassifyStreamResponse> {
     // The call's deadline and cancellation apply to every item: queued items of a stream whose
     // caller went away are dropped before compute, as unary calls are.
-    const context = callContext(call);
+    const { context, settle } = callContext(call);
     // NestJS reads the request stream without backpressure, so the bound is enforced per item: one
     // that arrives while the call already has `streamMaxInFlight` un-answered items is answered at
     // once with RESOURCE_EXHAUSTED for its id (nothing is buffered for it), and the stream goes on.
@@ -58,6 +59,7 @@ export class InferenceController implements inferenceV1.InferenceServiceControll
           finalize(() => unanswered--),
         );
       }),
+      finalize(settle),
     );
   }
 
@@ -78,17 +80,28 @@ function emptyRequest(): inferenceV1.ClassifyRequest {
 interface CallerState {
   getDeadline(): ReturnType<ServerUnaryCall<unknown, unknown>['getDeadline']>;
   once(event: 'cancelled', listener: () => void): unknown;
+  removeListener(event: 'cancelled', listener: () => void): unknown;
 }
 
-/** The caller's deadline and cancellation, so that abandoned work is dropped before compute. */
+/**
+ * The caller's deadline and cancellation, so that abandoned work is dropped before compute. `settle`
+ * once the call is answered: grpc-js also emits 'cancelled' when a finished call's stream closes
+ * (measured: once per unary call), and aborting then would only build an AbortError per request.
+ */
 function callContext(call: CallerState | undefined): {
-  deadline?: number;
-  signal?: AbortSignal;
+  context: { deadline?: number; signal?: AbortSignal };
+  settle: () => void;
 } {
-  if (!call) return {};
+  if (!call) return { context: {}, settle: () => undefined };
   const controller = new AbortController();
-  call.once('cancelled', () => controller.abort());
+  const abort = () => controller.abort();
+  call.once('cancelled', abort);
   const deadline = call.getDeadline();
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
-  return Number.isFinite(ms) ? { deadline: ms, signal: controller.signal } : { signal: controller.signal };
+  return {
+    context: Number.isFinite(ms)
+      ? { deadline: ms, signal: controller.signal }
+      : { signal: controller.signal },
+    settle: () => call.removeListener('cancelled', abort),
+  };
 }
