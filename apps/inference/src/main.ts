@@ -1,12 +1,18 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { inferenceConfigSpec, loadConfig } from '@deit-serve/config';
-import { createGrpcMicroservice, logLevelsUpTo, securityOptions } from '@deit-serve/grpc-server';
+import {
+  applyHeapGrowth,
+  createGrpcMicroservice,
+  logLevelsUpTo,
+  securityOptions,
+} from '@deit-serve/grpc-server';
 import { INFERENCE_ACCESS } from './access';
 import { AppModule } from './app.module';
 
 async function main(): Promise<void> {
   const config = loadConfig(inferenceConfigSpec);
+  applyHeapGrowth(config.v8HeapGrowingPercent);
   const app = await createGrpcMicroservice(AppModule.register(config), {
     host: config.grpcHost,
     port: config.grpcPort,

@@ -107,6 +107,12 @@ export const inferenceConfigSpec = {
     'worker',
     'where onnxruntime computes: one worker thread for the process (the event loop keeps receiving requests during a batch) or the main thread, which onnxruntime-node blocks for each run',
   ),
+  v8HeapGrowingPercent: field(
+    'DEIT_V8_HEAP_GROWING_PERCENT',
+    intInRange(0, 1000),
+    300,
+    "V8's old-generation growth between full collections, in percent (0: V8's own heuristics, which collect every few requests under load here)",
+  ),
   maxBatchSize: field(
     'DEIT_MAX_BATCH_SIZE',
     intInRange(1, 1024),

@@ -2,6 +2,7 @@ export { type AccessRules, hasRole, methodRoles, requirementOf, TokenAuthenticat
 export { createGrpcMicroservice, logLevelsUpTo, securityOptions, type GrpcServiceOptions } from './bootstrap';
 export { GrpcExceptionFilter, toGrpcError, type GrpcError } from './errors';
 export { applyFlowControlWindow, MAX_FLOW_CONTROL_WINDOW } from './flow-control';
+export { applyHeapGrowth } from './heap-growth';
 export { HealthController, HealthModule, HealthPortModule, HealthStatus } from './health';
 export { freePort } from './ports';
 export { loadServerSecurity, type SecurityConfig, type ServerSecurity, type ServerTls } from './security';
