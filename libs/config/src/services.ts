@@ -110,7 +110,7 @@ export const inferenceConfigSpec = {
   v8HeapGrowingPercent: field(
     'DEIT_V8_HEAP_GROWING_PERCENT',
     intInRange(0, 1000),
-    300,
+    100,
     "V8's old-generation growth between full collections, in percent (0: V8's own heuristics, which collect every few requests under load here)",
   ),
   maxBatchSize: field(
