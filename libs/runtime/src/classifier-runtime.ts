@@ -1,6 +1,7 @@
 /**
  * Glue between the batcher and a classifier session: items are single images ([3, H, W] float32,
- * already preprocessed, as values or little-endian bytes), the model takes [B, 3, H, W] and returns one or two logit heads.
+ * already preprocessed, as values or little-endian bytes), the model takes [B, 3, H, W] and returns
+ * one or two logit heads.
  */
 import { endianness } from 'node:os';
 import { FailedPreconditionError, InvalidArgumentError } from '@deit-serve/core';
