@@ -16,7 +16,8 @@ export const ZOO_USAGE = `Usage: npm run zoo -- [STAGE...] [options]
 
 Trains the default models on Fashion-MNIST with seed 0, publishes them to the registry, evaluates
 every published file on the 10k test images through onnxruntime and writes RESULTS.md. Finished
-stages are skipped; an interrupted stage resumes from its last checkpoint.
+stages are skipped unless their recipe changed (then they train a new version); an interrupted stage
+resumes from its last checkpoint.
 
 Stages: ${ZOO_STAGES.join(', ')} (default: all, in this order), or "evaluate" to only re-evaluate.
 

@@ -73,6 +73,8 @@ export {
   ZOO_STUDENT_EPOCHS,
   ZOO_STUDENT_PRESET,
   ZOO_TEACHER_SPEC,
+  recipeFingerprint,
+  stageRecipe,
   zooStudentSpec,
   type OnnxEvaluation,
   type StageRecord,

@@ -11,9 +11,12 @@
  * Students are trained by the trainer's own fine-tune job (the function its worker processes run),
  * all three with the same spec apart from the distillation type. Each finished stage writes a record
  * (`<records>/<stage>.json`, committed with the registry); a stage whose record names a version the
- * registry still holds, with the same sha256, is skipped. An interrupted stage resumes from its last
- * checkpoint (`<work>/<stage>`), so the whole run may span several sittings.
+ * registry still holds, with the same sha256, trained with the same recipe (its fingerprint; a student's
+ * recipe includes its teacher's version), is skipped; a changed recipe trains a new version. An
+ * interrupted stage resumes from its last checkpoint (`<work>/<stage>/<recipe>`), so the whole run may
+ * span several sittings.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -173,6 +176,38 @@ export interface StageRecord {
   readonly finishedAt: string;
   readonly gitCommit: string | null;
   readonly machine: string;
+  /**
+   * {@link recipeFingerprint} of the recipe the stage was trained with (the teacher's spec, or the
+   * student's fine-tune request with its teacher). Absent in records written before fingerprints.
+   */
+  readonly recipe?: string;
+}
+
+/** Stands in for the dataset's location in a student's recipe: where the files lie is not the recipe. */
+const DATASET_IN_RECIPE = '<fashion-mnist>';
+
+/** A recipe's identity: sha256 (first 16 hex digits) of its JSON with keys sorted. */
+export function recipeFingerprint(recipe: unknown): string {
+  const canonical = (value: unknown): unknown =>
+    Array.isArray(value)
+      ? value.map(canonical)
+      : value !== null && typeof value === 'object'
+        ? Object.fromEntries(
+            Object.entries(value)
+              .filter(([, v]) => v !== undefined)
+              .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+              .map(([k, v]) => [k, canonical(v)]),
+          )
+        : value;
+  return createHash('sha256')
+    .update(JSON.stringify(canonical(recipe)))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+/** The recipe a stage trains with now: the teacher's spec, or the student's request from `teacherRef`. */
+export function stageRecipe(plan: ZooPlan, stage: ZooStage, teacherRef: string): unknown {
+  return stage === 'teacher' ? plan.teacher : plan.student(stage, teacherRef, DATASET_IN_RECIPE);
 }
 
 export interface ZooOptions {
@@ -230,25 +265,45 @@ export async function runZoo(options: ZooOptions): Promise<void> {
   const log = options.log ?? (() => undefined);
   const datasetDir = options.datasetDir ?? FASHION_MNIST_DIR;
   const stages = options.stages ?? ZOO_STAGES;
+  const plan = options.plan ?? ZOO_PLAN;
   await mkdir(options.recordsDir, { recursive: true });
   for (const stage of ZOO_STAGES) {
     if (!stages.includes(stage)) continue;
-    const existing = await recordedVersion(
-      options.registry,
-      await readStageRecord(options.recordsDir, stage),
-    );
-    if (existing !== undefined) {
+    const teacher =
+      stage === 'teacher'
+        ? undefined
+        : await recordedVersion(options.registry, await readStageRecord(options.recordsDir, 'teacher'));
+    if (stage !== 'teacher' && teacher === undefined) {
+      throw new Error(`${stage}: the teacher stage has not finished; run it first`);
+    }
+    const teacherRef = teacher === undefined ? '' : `${teacher.model}:${teacher.version}`;
+    const recipe = recipeFingerprint(stageRecipe(plan, stage, teacherRef));
+    const record = await readStageRecord(options.recordsDir, stage);
+    const existing = await recordedVersion(options.registry, record);
+    if (existing !== undefined && (record?.recipe === undefined || record.recipe === recipe)) {
       log(`${stage}: done (${existing.model}:${existing.version}), skipped`);
       continue;
     }
+    if (existing !== undefined) {
+      log(
+        `${stage}: the recipe changed since ${existing.model}:${existing.version} ` +
+          `(recorded ${record?.recipe}, now ${recipe}); training anew`,
+      );
+    }
     options.signal?.throwIfAborted();
     const started = performance.now();
-    log(`${stage}: starting`);
-    const record =
+    log(`${stage}: starting (recipe ${recipe})`);
+    // Checkpoints and publish markers live per recipe: a changed recipe never resumes an old run.
+    const workDir = join(options.workDir, stage, recipe);
+    const partial =
       stage === 'teacher'
-        ? await runTeacherStage(options, datasetDir, log)
-        : await runStudentStage(options, stage, datasetDir, log);
-    const full: StageRecord = { ...record, wallSeconds: Math.round((performance.now() - started) / 1000) };
+        ? await runTeacherStage(options, plan, workDir, datasetDir, log)
+        : await runStudentStage(options, plan, stage, teacherRef, workDir, datasetDir, log);
+    const full: StageRecord = {
+      ...partial,
+      recipe,
+      wallSeconds: Math.round((performance.now() - started) / 1000),
+    };
     await writeFile(join(options.recordsDir, `${stage}.json`), `${JSON.stringify(full, null, 2)}\n`);
     log(`${stage}: published ${full.model}:${full.version} in ${full.wallSeconds} s`);
     if (stage === 'hard') {
@@ -260,23 +315,25 @@ export async function runZoo(options: ZooOptions): Promise<void> {
   }
 }
 
-type PartialRecord = Omit<StageRecord, 'wallSeconds'>;
+type PartialRecord = Omit<StageRecord, 'wallSeconds' | 'recipe'>;
 
 async function runTeacherStage(
   options: ZooOptions,
+  plan: ZooPlan,
+  workDir: string,
   datasetDir: string,
   log: (m: string) => void,
 ): Promise<PartialRecord> {
   const train = (await loadFashionMnist(datasetDir, 'train')).dataset;
   const test = (await loadFashionMnist(datasetDir, 'test')).dataset;
-  const spec = (options.plan ?? ZOO_PLAN).teacher;
+  const spec = plan.teacher;
   const result = await trainTeacher({
     ...(options.parallelism === 'local' && { workers: 1 }),
     spec,
     train,
     eval: test,
     evalSetName: 'test',
-    workDir: join(options.workDir, 'teacher'),
+    workDir,
     log: (m) => log(`teacher: ${m}`),
     ...(options.signal !== undefined && { signal: options.signal }),
   });
@@ -305,19 +362,14 @@ async function runTeacherStage(
 
 async function runStudentStage(
   options: ZooOptions,
+  plan: ZooPlan,
   stage: StudentStage,
+  teacherRef: string,
+  workDir: string,
   datasetDir: string,
   log: (m: string) => void,
 ): Promise<PartialRecord> {
-  const teacher = await recordedVersion(
-    options.registry,
-    await readStageRecord(options.recordsDir, 'teacher'),
-  );
-  if (teacher === undefined) throw new Error(`${stage}: the teacher stage has not finished; run it first`);
-  const spec: FineTuneJobSpec = validateFineTuneSpec(
-    (options.plan ?? ZOO_PLAN).student(stage, `${teacher.model}:${teacher.version}`, datasetDir),
-  );
-  const workDir = join(options.workDir, stage);
+  const spec: FineTuneJobSpec = validateFineTuneSpec(plan.student(stage, teacherRef, datasetDir));
   await mkdir(workDir, { recursive: true });
   await dropStalePublishMarker(options.registry, workDir, spec.outputModel, (m) => log(`${stage}: ${m}`));
   const resumePath = await latestCheckpointPath(workDir);

@@ -7,8 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   evaluateZoo,
   readStageRecord,
+  recipeFingerprint,
   renderResultsMarkdown,
   runZoo,
+  stageRecipe,
   ZOO_MODELS,
   ZOO_SERVING_ALIAS,
   ZOO_TEACHER_SPEC,
@@ -117,6 +119,34 @@ describe('the model zoo', () => {
       await runZoo({ ...options(republished), stages: ['none'] });
       expect(republished.some((m) => /gone or changed; publishing again/.test(m))).toBe(true);
       expect(await registry.listVersions(ZOO_MODELS.none)).toHaveLength(1);
+
+      // Every record names its recipe; a changed student recipe trains that student anew (a new
+      // version, its own checkpoints), and the other stages stay as they are.
+      expect(records.every((r) => /^[0-9a-f]{16}$/.test(r?.recipe ?? ''))).toBe(true);
+      const softBefore = await readStageRecord(join(root, 'records'), 'soft');
+      const changed: ZooPlan = {
+        ...PLAN,
+        student: (stage, teacherRef, datasetDir) => {
+          const spec = PLAN.student(stage, teacherRef, datasetDir);
+          return stage === 'soft' && spec.distillation
+            ? { ...spec, distillation: { ...spec.distillation, tau: 3 } }
+            : spec;
+        },
+      };
+      const retrained: string[] = [];
+      await runZoo({ ...options(retrained), plan: changed });
+      expect(retrained.filter((m) => m.endsWith('skipped'))).toHaveLength(3);
+      expect(retrained.some((m) => /^soft: the recipe changed since fmnist-deit-soft:1/.test(m))).toBe(true);
+      const softAfter = await readStageRecord(join(root, 'records'), 'soft');
+      expect(softAfter?.version).toBe((softBefore?.version ?? 0) + 1);
+      expect(softAfter?.recipe).not.toBe(softBefore?.recipe);
+      // Where the data lie is not part of the recipe.
+      expect(JSON.stringify(stageRecipe(PLAN, 'hard', 'fmnist-teacher:1'))).not.toContain(dataset);
+      // Key order does not change a fingerprint; a value does.
+      expect(recipeFingerprint({ a: 1, b: { c: 2, d: 3 } })).toBe(
+        recipeFingerprint({ b: { d: 3, c: 2 }, a: 1 }),
+      );
+      expect(recipeFingerprint({ a: 1 })).not.toBe(recipeFingerprint({ a: 2 }));
 
       // Evaluation through onnxruntime on the test split, and the results page.
       const test = (await loadFashionMnist(dataset, 'test')).dataset;
