@@ -10,6 +10,7 @@ import {
   type DeitOnnxConfig,
 } from '../test/model-fixtures';
 import { OnnxModelSession } from './onnx-session';
+import { releaseNow } from './release-now';
 
 const TOLERANCE = 1e-4;
 // One thread: the machine's cores are shared with other test runs.
@@ -238,7 +239,6 @@ describe('OnnxModelSession threads', () => {
 
 describe('releaseNow (the onnxruntime thread frees model bytes with it)', () => {
   it('gives a large buffer back to the system without a garbage collection', async () => {
-    const { releaseNow } = await import('./onnx-thread-worker');
     const rssMb = () => process.memoryUsage.rss() / 2 ** 20;
     const buffer = new Uint8Array(128 << 20).fill(1).buffer; // resident: every page written
     const before = rssMb();

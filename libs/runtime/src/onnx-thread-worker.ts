@@ -1,10 +1,12 @@
 /**
  * Entry of the process's onnxruntime thread, which owns every worker-thread session (see
- * onnx-thread.ts). It imports nothing but Node, onnx-native.ts (onnxruntime-node) and types, so that
- * it starts the same from built JavaScript and from TypeScript sources under the test runner.
+ * onnx-thread.ts). It imports nothing but Node, onnx-native.ts (onnxruntime-node), release-now.ts and
+ * types, so that it starts the same from built JavaScript and from TypeScript sources under the test
+ * runner.
  */
-import { MessageChannel, parentPort } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { InProcessSession } from './onnx-native';
+import { releaseNow } from './release-now';
 import type { NativeOutputs, Reply, Request } from './onnx-thread';
 
 /** Output buffers move to the main thread instead of being copied when they are whole. */
@@ -16,19 +18,6 @@ function transferable(outputs: NativeOutputs): ArrayBuffer[] {
     }
   }
   return [...buffers];
-}
-
-/**
- * Frees an ArrayBuffer's memory now rather than at some later garbage collection: it moves into a
- * message on a channel that is then closed, and closing drops the message with its memory. The
- * buffer is detached (empty) afterwards.
- */
-export function releaseNow(buffer: ArrayBufferLike): void {
-  if (!(buffer instanceof ArrayBuffer) || buffer.byteLength === 0) return;
-  const { port1, port2 } = new MessageChannel();
-  port1.postMessage(null, [buffer]);
-  port1.close();
-  port2.close();
 }
 
 function serveSessions(): void {
