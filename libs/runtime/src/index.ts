@@ -1,3 +1,4 @@
 export * from './onnx-session';
 export * from './dynamic-batcher';
 export * from './classifier-runtime';
+export { releaseNow } from './release-now';
