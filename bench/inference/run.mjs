@@ -357,18 +357,16 @@ const SERVICE_ROWS = [
 const rowKey = ({ kind, c, client }) => `${kind}:${c}:${client}`;
 for (const row of SERVICE_ROWS) {
   const { kind, c, client } = row;
-  {
-    const before = await scrape();
-    const r = await load(kind, c, SERVICE_SECONDS, { client });
-    const after = await scrape();
-    const batches = after.batchCount - before.batchCount;
-    r.avgBatch = batches > 0 ? (after.batchSum - before.batchSum) / batches : NaN;
-    service.set(rowKey(row), r);
-    log(
-      `service ${kind} c=${c} (${client} client): ${r.throughput.toFixed(1)} img/s, p50 ${r.p50.toFixed(2)} ms, ` +
-        `p99 ${r.p99.toFixed(2)} ms, avg batch ${r.avgBatch.toFixed(1)}, errors ${r.errors}`,
-    );
-  }
+  const before = await scrape();
+  const r = await load(kind, c, SERVICE_SECONDS, { client });
+  const after = await scrape();
+  const batches = after.batchCount - before.batchCount;
+  r.avgBatch = batches > 0 ? (after.batchSum - before.batchSum) / batches : NaN;
+  service.set(rowKey(row), r);
+  log(
+    `service ${kind} c=${c} (${client} client): ${r.throughput.toFixed(1)} img/s, p50 ${r.p50.toFixed(2)} ms, ` +
+      `p99 ${r.p99.toFixed(2)} ms, avg batch ${r.avgBatch.toFixed(1)}, errors ${r.errors}`,
+  );
 }
 
 // The machine may be shared: load from elsewhere shifts every number. The target ratios are
@@ -437,22 +435,20 @@ for (const b of BATCH_SIZES) {
 }
 for (const row of SERVICE_ROWS) {
   const { kind, c, client } = row;
-  {
-    const r = service.get(rowKey(row));
-    rows.push([
-      `service, ${kind} input${client === 'lean' ? '' : `, ${client} client`}`,
-      `c=${c}`,
-      f(r.throughput),
-      f(r.p50, 2),
-      f(r.p99, 2),
-      f(r.avgBatch),
-      f(r.serverQueueP50, 2),
-      f(r.serverComputeP50, 2),
-      f(r.serverTotalP50, 2),
-      f(r.peakRss, 0),
-      String(r.errors),
-    ]);
-  }
+  const r = service.get(rowKey(row));
+  rows.push([
+    `service, ${kind} input${client === 'lean' ? '' : `, ${client} client`}`,
+    `c=${c}`,
+    f(r.throughput),
+    f(r.p50, 2),
+    f(r.p99, 2),
+    f(r.avgBatch),
+    f(r.serverQueueP50, 2),
+    f(r.serverComputeP50, 2),
+    f(r.serverTotalP50, 2),
+    f(r.peakRss, 0),
+    String(r.errors),
+  ]);
 }
 const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
 const table = rows
