@@ -1,23 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deitOnnxWeightShapes } from '@deit-serve/model';
-import { randomWeights } from '@deit-serve/model/testing';
-import { packageAndPublish } from '@deit-serve/packaging';
 import { DirectoryRegistry } from '@deit-serve/registry';
+import { publishTinyDeit, TINY_DEIT } from '@deit-serve/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoadedModel } from './loaded-model';
-
-const TINY = {
-  embedDim: 8,
-  depth: 1,
-  numHeads: 2,
-  mlpRatio: 2,
-  patchSize: 4,
-  imgSize: 8,
-  numClasses: 3,
-  distilled: true,
-};
 
 let root: string;
 let registry: DirectoryRegistry;
@@ -25,20 +12,7 @@ let registry: DirectoryRegistry;
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'loaded-model-'));
   registry = await DirectoryRegistry.open(join(root, 'registry'), { create: true });
-  await packageAndPublish(registry, 'tiny', {
-    spec: { architecture: 'deit', config: TINY },
-    preset: 'deit_tiny_distilled_patch16_224',
-    weights: randomWeights(deitOnnxWeightShapes(TINY), 3, 0.05),
-    labels: ['a', 'b', 'c'],
-    input: {
-      image_size: 8,
-      channels: 3,
-      mean: [0.5, 0.5, 0.5],
-      std: [0.5, 0.5, 0.5],
-      interpolation: 'bilinear',
-      crop_pct: 1,
-    },
-  });
+  await publishTinyDeit(registry, 'tiny');
 });
 afterAll(() => rm(root, { recursive: true, force: true }));
 
@@ -60,8 +34,8 @@ describe('LoadedModel.load', () => {
         expect(version.files.has('model.onnx')).toBe(false);
         expect(bytes?.buffer.byteLength).toBe(0); // detached: its memory went back at once
         // The model serves all the same.
-        const { result } = await model.batcher.submit(new Float32Array(3 * 8 * 8));
-        expect(result.cls).toHaveLength(3);
+        const { result } = await model.batcher.submit(new Float32Array(3 * TINY_DEIT.imgSize ** 2));
+        expect(result.cls).toHaveLength(TINY_DEIT.numClasses);
       } finally {
         await model.retire();
       }
