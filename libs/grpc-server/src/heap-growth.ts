@@ -6,8 +6,9 @@
  * tensor requests at c=1, 30–40 in ten seconds at c=32), each marking the whole heap on the main thread
  * and V8's helper threads — CPU that the onnxruntime threads needed. A fixed factor of
  * 1 + percent/100 lets the heap grow further between collections for far fewer of them (bench, c=32:
- * the main thread and V8's helpers from ≈ 30 % to ≈ 12 % of one core; service ÷ raw onnxruntime
- * 0.84 → 0.91 at 100 %, peak RSS 367 → 381 MB; 300 % gained little more and peaked at 409 MB).
+ * the main thread and V8's helpers from ≈ 30 % to ≈ 12 % of one core, measured at 300 %; service ÷
+ * raw onnxruntime 0.84 → 0.91 at 100 %, peak RSS 367 → 381 MB; 300 % gained little more and peaked
+ * at 409 MB).
  */
 import { setFlagsFromString } from 'node:v8';
 

@@ -69,8 +69,8 @@ export class LoadedModel {
 
   /**
    * Creates the session from verified bytes (taking them: `model.onnx` leaves `version.files` and its
-   * memory is freed), runs the manifest's self-check (expected outputs for a
-   * stored input), warms up, and only then returns: a version that fails any step never serves.
+   * memory is freed), runs the manifest's self-check (expected outputs for a stored input), warms up,
+   * and only then returns: a version that fails any step never serves.
    */
   static async load(version: LoadedVersion, options: LoadOptions): Promise<LoadedModel> {
     const { manifest } = version;

@@ -32,8 +32,9 @@ export interface OnnxSessionOptions {
   readonly logger?: SessionLogger;
   /**
    * Where onnxruntime computes. `main` (default): on the calling thread, which onnxruntime-node blocks
-   * for the whole run. `worker`: on a worker thread of the session's own, so that a server's event loop
-   * keeps receiving requests while a batch computes (onnx-thread.ts).
+   * for the whole run. `worker`: on the process's one onnxruntime thread, shared by every worker
+   * session, so that a server's event loop keeps receiving requests while a batch computes
+   * (onnx-thread.ts).
    */
   readonly thread?: 'main' | 'worker';
 }
