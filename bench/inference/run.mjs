@@ -10,6 +10,9 @@
 // 3. The service (dist/apps/inference/src/main.js as a child process, so that its RSS is its own):
 //    closed-loop clients at concurrency 1, 8 and 32, with tensor input and with JPEG input;
 //    throughput, p50/p99 latency, average executed batch size, peak RSS.
+// 3b. The latency floor (floor-server.mjs, a child process): the same calls answered by a bare
+//    node:http2 server running the same onnxruntime session, no gRPC framework, at concurrency 1 — what
+//    any Node.js server on this machine adds to a batch-1 run, so the service's own share is visible.
 // 4. Ratios against the targets of issue 5, reported as PASS/FAIL: each is the median of three
 //    back-to-back raw/service pairs, so that load from elsewhere on a shared machine hits both
 //    sides of a ratio alike. The exit code is non-zero only when the benchmark itself fails;
@@ -273,11 +276,13 @@ const CLASSIFY_PATH = '/deit.inference.v1.InferenceService/Classify';
 async function load(kind, concurrency, seconds, { warm = true, client = 'lean' } = {}) {
   // Caller i uses connection i mod CHANNELS, as independent callers would.
   const call =
-    client === 'lean'
-      ? async (i) =>
-          inferenceV1Client.ClassifyResponse.decode(
-            await leanChannels[i % leanChannels.length].unary(CLASSIFY_PATH, framed[kind]),
-          )
+    client === 'lean' || client === 'floor'
+      ? async (i) => {
+          const channels = client === 'floor' ? floorChannels : leanChannels;
+          return inferenceV1Client.ClassifyResponse.decode(
+            await channels[i % channels.length].unary(CLASSIFY_PATH, framed[kind]),
+          );
+        }
       : (i) =>
           new Promise((resolve, reject) =>
             clients[i % clients.length].classify(requests[kind], new grpc.Metadata(), (err, res) =>
@@ -338,6 +343,26 @@ const sampler = setInterval(() => {
   if (rss > rowPeakRss) rowPeakRss = rss;
 }, 50);
 
+// The floor server: same session, same thread, no framework (floor-server.mjs).
+const settings = loadConfig(inferenceConfigSpec, { ...process.env, ...serverEnv });
+const floorPort = await freePort();
+const floorServer = spawn(
+  process.execPath,
+  [
+    join(import.meta.dirname, 'floor-server.mjs'),
+    join(registryDir, MODEL, String(published.version), 'model.onnx'),
+    String(floorPort),
+    settings.onnxThread,
+  ],
+  { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] },
+);
+cleanups.unshift(() => floorServer.exitCode !== null || floorServer.kill('SIGKILL'));
+await new Promise((resolve, reject) => {
+  floorServer.once('exit', (code) => reject(new Error(`the floor server exited during start-up (${code})`)));
+  floorServer.stdout.once('data', resolve);
+});
+const floorChannels = [new LeanChannel(`127.0.0.1:${floorPort}`)];
+
 const service = new Map();
 // One HTTP/2 connection per channel: a local subchannel pool keeps grpc-js from sharing one.
 const clients = Array.from(
@@ -353,6 +378,8 @@ const SERVICE_ROWS = [
   ...['tensor', 'jpeg'].flatMap((kind) => CONCURRENCIES.map((c) => ({ kind, c, client: 'lean' }))),
   // The same load from the generated grpc-js client: what the client's own cost takes from the service.
   ...[1, 32].map((c) => ({ kind: 'tensor', c, client: 'grpc-js' })),
+  // The floor: a bare node:http2 server with the same session (not the service).
+  { kind: 'tensor', c: 1, client: 'floor' },
 ];
 const rowKey = ({ kind, c, client }) => `${kind}:${c}:${client}`;
 for (const row of SERVICE_ROWS) {
@@ -379,19 +406,24 @@ for (let round = 0; round < PAIRED_ROUNDS; round++) {
   const rawBest = await measureRaw(bestBatch, PAIRED_SECONDS, { warm: false });
   const svc32 = await load('tensor', 32, PAIRED_SECONDS, { warm: false });
   const raw1 = await measureRaw(1, PAIRED_SECONDS, { warm: false });
+  const floor1 = await load('tensor', 1, PAIRED_SECONDS, { warm: false, client: 'floor' });
   const svc1 = await load('tensor', 1, PAIRED_SECONDS, { warm: false });
   pairs.push({
     ratio: svc32.throughput / rawBest.throughput,
     addedP50: svc1.p50 - raw1.p50,
-    errors: svc32.errors + svc1.errors,
+    floorAddedP50: floor1.p50 - raw1.p50,
+    errors: svc32.errors + svc1.errors + floor1.errors,
   });
   log(
-    `pair ${round + 1}: throughput ratio ${pairs.at(-1).ratio.toFixed(3)}, added p50 ${pairs.at(-1).addedP50.toFixed(2)} ms`,
+    `pair ${round + 1}: throughput ratio ${pairs.at(-1).ratio.toFixed(3)}, added p50 ${pairs.at(-1).addedP50.toFixed(2)} ms ` +
+      `(floor server ${pairs.at(-1).floorAddedP50.toFixed(2)} ms)`,
   );
 }
 clearInterval(sampler);
 clients.forEach((c) => c.close());
 leanChannels.forEach((c) => c.close());
+floorChannels.forEach((c) => c.close());
+floorServer.kill('SIGTERM');
 const { hwm } = serverMemory();
 server.kill('SIGTERM');
 const exit = await Promise.race([serverExit, new Promise((r) => setTimeout(() => r(undefined), 15_000))]);
@@ -437,7 +469,9 @@ for (const row of SERVICE_ROWS) {
   const { kind, c, client } = row;
   const r = service.get(rowKey(row));
   rows.push([
-    `service, ${kind} input${client === 'lean' ? '' : `, ${client} client`}`,
+    client === 'floor'
+      ? 'floor: node:http2 + same session'
+      : `service, ${kind} input${client === 'lean' ? '' : `, ${client} client`}`,
     `c=${c}`,
     f(r.throughput),
     f(r.p50, 2),
@@ -446,7 +480,7 @@ for (const row of SERVICE_ROWS) {
     f(r.serverQueueP50, 2),
     f(r.serverComputeP50, 2),
     f(r.serverTotalP50, 2),
-    f(r.peakRss, 0),
+    client === 'floor' ? '' : f(r.peakRss, 0),
     String(r.errors),
   ]);
 }
@@ -462,13 +496,13 @@ const grpcJsRatio = service.get('tensor:32:grpc-js').throughput / raw.get(bestBa
 const grpcJsAdded = service.get('tensor:1:grpc-js').p50 - raw.get(1).p50;
 const ratio = median(pairs.map((p) => p.ratio));
 const addedP50 = median(pairs.map((p) => p.addedP50));
+const floorAddedP50 = median(pairs.map((p) => p.floorAddedP50));
 const peak = Math.max(peakRss, hwm);
 const verdict = (ok) => (ok ? 'PASS' : 'FAIL');
 const totalErrors =
   [...service.values()].reduce((a, r) => a + r.errors, 0) + pairs.reduce((a, p) => a + p.errors, 0);
 
 // What the service ran with: its configuration's defaults, as overridden by DEIT_* in this environment.
-const settings = loadConfig(inferenceConfigSpec, { ...process.env, ...serverEnv });
 const overridden = Object.values(inferenceConfigSpec)
   .map((f) => f.env)
   .filter((env) => env in process.env);
@@ -490,6 +524,7 @@ ${table}
 
 tensor throughput c=32 / raw best (b=${bestBatch}):  ${ratio.toFixed(3)}  (target >= ${TARGETS.throughputRatio})  ${verdict(ratio >= TARGETS.throughputRatio)}   [median of ${PAIRED_ROUNDS} pairs: ${pairs.map((p) => p.ratio.toFixed(3)).join(', ')}; table: ${onePassRatio.toFixed(3)}]
 added p50 latency c=1 vs raw b=1:        ${addedP50.toFixed(2)} ms  (target <= ${TARGETS.addedP50Ms} ms)  ${verdict(addedP50 <= TARGETS.addedP50Ms)}   [pairs: ${pairs.map((p) => p.addedP50.toFixed(2)).join(', ')} ms; table: ${onePassAdded.toFixed(2)} ms]
+  of which the floor (bare node:http2 server, same session): ${floorAddedP50.toFixed(2)} ms [pairs: ${pairs.map((p) => p.floorAddedP50.toFixed(2)).join(', ')} ms]; the service's own software: ${(addedP50 - floorAddedP50).toFixed(2)} ms
 server peak RSS under load:              ${peak.toFixed(0)} MB  (target < ${TARGETS.rssMb} MB; idle ${idle.rss.toFixed(0)} MB)  ${verdict(peak < TARGETS.rssMb)}
 with the generated grpc-js client:       throughput ratio ${grpcJsRatio.toFixed(3)}, added p50 ${grpcJsAdded.toFixed(2)} ms (table, one pass)
 jpeg/tensor throughput at c=32:          ${(service.get('jpeg:32:lean').throughput / service.get('tensor:32:lean').throughput).toFixed(3)}
