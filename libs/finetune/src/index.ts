@@ -74,6 +74,7 @@ export {
   ZOO_STUDENT_PRESET,
   ZOO_TEACHER_SPEC,
   recipeFingerprint,
+  studentBudget,
   stageRecipe,
   zooStudentSpec,
   type OnnxEvaluation,

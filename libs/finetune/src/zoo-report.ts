@@ -100,17 +100,36 @@ export function zooFindings(results: ZooResults): string[] {
   if (hard && none) {
     const h = hard.evaluation.top1.avg ?? 0;
     const n = none.evaluation.top1.cls;
+    const differs = budgetsDiffer(hard, none);
     out.push(
-      `Hard distillation vs none (same budget and seed): ${pct(h)} vs ${pct(n)} ` +
-        `(${h > n ? 'hard wins' : 'hard does NOT win'}, ${((h - n) * 100).toFixed(2)} points).`,
+      differs
+        ? `Hard distillation vs none: NOT COMPARABLE — ${differs}; ${pct(h)} vs ${pct(n)} says nothing ` +
+            'about distillation until both are trained with the same recipe (`npm run zoo` retrains the stale one).'
+        : `Hard distillation vs none (same budget and seed): ${pct(h)} vs ${pct(n)} ` +
+            `(${h > n ? 'hard wins' : 'hard does NOT win'}, ${((h - n) * 100).toFixed(2)} points).`,
     );
   }
   if (soft && none) {
     const s = soft.evaluation.top1.cls;
     const n = none.evaluation.top1.cls;
-    out.push(`Soft vs none (CLS head): ${pct(s)} vs ${pct(n)} (${((s - n) * 100).toFixed(2)} points).`);
+    const differs = budgetsDiffer(soft, none);
+    out.push(
+      differs
+        ? `Soft vs none: NOT COMPARABLE — ${differs}.`
+        : `Soft vs none (CLS head): ${pct(s)} vs ${pct(n)} (${((s - n) * 100).toFixed(2)} points).`,
+    );
   }
   return out;
+}
+
+/** Why two students' numbers do not compare (trained at different budgets), or undefined if they do. */
+function budgetsDiffer(a: ZooRow, b: ZooRow): string | undefined {
+  const x = a.record.budget;
+  const y = b.record.budget;
+  if (x === undefined || y === undefined) return 'a record does not name its budget';
+  return x === y
+    ? undefined
+    : `${a.record.stage} (recipe ${x}) and ${b.record.stage} (recipe ${y}) were trained with different recipes`;
 }
 
 /** RESULTS.md: the Table 3-shaped table, how it was made, and the curves. */

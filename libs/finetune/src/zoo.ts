@@ -181,6 +181,11 @@ export interface StageRecord {
    * student's fine-tune request with its teacher). Absent in records written before fingerprints.
    */
   readonly recipe?: string;
+  /**
+   * Students only: {@link studentBudget}, the fingerprint of the recipe apart from the distillation
+   * type. Students compare (paper Table 3: same budget and seed) only when theirs are equal.
+   */
+  readonly budget?: string;
 }
 
 /** Stands in for the dataset's location in a student's recipe: where the files lie is not the recipe. */
@@ -208,6 +213,19 @@ export function recipeFingerprint(recipe: unknown): string {
 /** The recipe a stage trains with now: the teacher's spec, or the student's request from `teacherRef`. */
 export function stageRecipe(plan: ZooPlan, stage: ZooStage, teacherRef: string): unknown {
   return stage === 'teacher' ? plan.teacher : plan.student(stage, teacherRef, DATASET_IN_RECIPE);
+}
+
+/**
+ * A student's recipe with what differs between none / soft / hard taken out (the distillation type and
+ * the output model's name), fingerprinted: equal for students trained at the same budget and seed.
+ */
+export function studentBudget(plan: ZooPlan, stage: StudentStage, teacherRef: string): string {
+  const spec = plan.student(stage, teacherRef, DATASET_IN_RECIPE);
+  return recipeFingerprint({
+    ...spec,
+    outputModel: undefined,
+    distillation: { ...spec.distillation, type: undefined },
+  });
 }
 
 export interface ZooOptions {
@@ -302,6 +320,7 @@ export async function runZoo(options: ZooOptions): Promise<void> {
     const full: StageRecord = {
       ...partial,
       recipe,
+      ...(stage !== 'teacher' && { budget: studentBudget(plan, stage, teacherRef) }),
       wallSeconds: Math.round((performance.now() - started) / 1000),
     };
     await writeFile(join(options.recordsDir, `${stage}.json`), `${JSON.stringify(full, null, 2)}\n`);

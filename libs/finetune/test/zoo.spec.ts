@@ -11,6 +11,7 @@ import {
   renderResultsMarkdown,
   runZoo,
   stageRecipe,
+  studentBudget,
   ZOO_MODELS,
   ZOO_SERVING_ALIAS,
   ZOO_TEACHER_SPEC,
@@ -123,6 +124,12 @@ describe('the model zoo', () => {
       // Every record names its recipe; a changed student recipe trains that student anew (a new
       // version, its own checkpoints), and the other stages stay as they are.
       expect(records.every((r) => /^[0-9a-f]{16}$/.test(r?.recipe ?? ''))).toBe(true);
+      // The students' recipes differ in their distillation type only: one budget, recorded by each.
+      expect(records[0]?.budget).toBeUndefined();
+      expect(new Set(records.slice(1).map((r) => r?.budget)).size).toBe(1);
+      expect(records[1]?.budget).toBe(
+        studentBudget(PLAN, 'none', `${ZOO_MODELS.teacher}:${records[0]?.version}`),
+      );
       const softBefore = await readStageRecord(join(root, 'records'), 'soft');
       const changed: ZooPlan = {
         ...PLAN,
@@ -140,6 +147,7 @@ describe('the model zoo', () => {
       const softAfter = await readStageRecord(join(root, 'records'), 'soft');
       expect(softAfter?.version).toBe((softBefore?.version ?? 0) + 1);
       expect(softAfter?.recipe).not.toBe(softBefore?.recipe);
+      expect(softAfter?.budget).not.toBe(softBefore?.budget); // no longer compares with none and hard
       // Where the data lie is not part of the recipe.
       expect(JSON.stringify(stageRecipe(PLAN, 'hard', 'fmnist-teacher:1'))).not.toContain(dataset);
       // Key order does not change a fingerprint; a value does.
@@ -173,9 +181,15 @@ describe('the model zoo', () => {
 });
 
 describe('zoo findings', () => {
-  const row = (top1: { cls: number; dist?: number; avg?: number }) => ({
+  const row = (
+    top1: { cls: number; dist?: number; avg?: number },
+    stage: 'teacher' | 'none' | 'soft' | 'hard' = 'hard',
+    /** null: a record written before budgets were recorded. */
+    budget: string | null = 'b'.repeat(16),
+  ) => ({
     record: {
-      stage: 'hard' as const,
+      stage,
+      budget: budget ?? undefined,
       model: 'm',
       version: 1,
       sha256: 'a'.repeat(64),
@@ -231,5 +245,20 @@ describe('zoo findings', () => {
     expect(findings[1]).toMatch(/MISSES the 90\.0% target/);
     expect(findings[2]).toMatch(/MORE than 0\.2 points below/);
     expect(findings[3]).toMatch(/hard does NOT win/);
+  });
+
+  it('refuses to compare students trained at different budgets, or whose budget is not recorded', () => {
+    const findings = zooFindings(
+      results({
+        none: row({ cls: 0.8 }, 'none', '1'.repeat(16)),
+        soft: row({ cls: 0.85 }, 'soft', null),
+        hard: row({ cls: 0.9, dist: 0.9, avg: 0.9 }, 'hard', '2'.repeat(16)),
+      }),
+    );
+    expect(findings[2]).toMatch(
+      /^Hard distillation vs none: NOT COMPARABLE — hard \(recipe 2{16}\) and none \(recipe 1{16}\) were trained with different recipes/,
+    );
+    expect(findings[2]).not.toMatch(/wins/);
+    expect(findings[3]).toMatch(/^Soft vs none: NOT COMPARABLE — a record does not name its budget/);
   });
 });
