@@ -20,10 +20,10 @@ const { DirectoryRegistry } = dist('libs/registry/src/index.js');
 const { FASHION_MNIST_DIR } = dist('libs/datasets/src/index.js');
 
 const [name, epochsArg, overridesArg = '{}', ...rest] = process.argv.slice(2);
-const stage =
-  rest[rest.indexOf('--stage') + 1] && rest.includes('--stage') ? rest[rest.indexOf('--stage') + 1] : 'hard';
+const stageAt = rest.indexOf('--stage');
+const stage = stageAt >= 0 ? rest[stageAt + 1] : 'hard';
 const epochs = Number(epochsArg);
-if (!name || !(epochs >= 1)) {
+if (!name || !(epochs >= 1) || !['none', 'soft', 'hard'].includes(stage)) {
   process.stderr.write('usage: pilot.mjs NAME EPOCHS [JSON overrides] [--stage none|soft|hard]\n');
   process.exit(2);
 }
