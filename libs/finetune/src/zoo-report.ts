@@ -129,7 +129,7 @@ function budgetsDiffer(a: ZooRow, b: ZooRow): string | undefined {
   if (x === undefined || y === undefined) return 'a record does not name its budget';
   return x === y
     ? undefined
-    : `${a.record.stage} (recipe ${x}) and ${b.record.stage} (recipe ${y}) were trained with different recipes`;
+    : `${a.record.stage} (budget ${x}) and ${b.record.stage} (budget ${y}) were trained with different recipes`;
 }
 
 /** RESULTS.md: the Table 3-shaped table, how it was made, and the curves. */

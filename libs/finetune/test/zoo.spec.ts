@@ -256,7 +256,7 @@ describe('zoo findings', () => {
       }),
     );
     expect(findings[2]).toMatch(
-      /^Hard distillation vs none: NOT COMPARABLE — hard \(recipe 2{16}\) and none \(recipe 1{16}\) were trained with different recipes/,
+      /^Hard distillation vs none: NOT COMPARABLE — hard \(budget 2{16}\) and none \(budget 1{16}\) were trained with different recipes/,
     );
     expect(findings[2]).not.toMatch(/wins/);
     expect(findings[3]).toMatch(/^Soft vs none: NOT COMPARABLE — a record does not name its budget/);
