@@ -88,7 +88,7 @@ export class LoadedModel {
       // The version is this load's own (ModelHost reads it for this call only) and onnxruntime keeps
       // its own copy: the file's bytes (24 MB for DeiT-Ti) go now, not at some later collection.
       version.files.delete('model.onnx');
-      if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) releaseNow(bytes.buffer);
+      releaseNow(bytes); // a view over part of a larger buffer is left to the collector
     }
     try {
       const input = manifest.input;

@@ -6,16 +6,15 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { InProcessSession } from './onnx-native';
-import { releaseNow } from './release-now';
+import { releaseNow, wholeBuffer } from './release-now';
 import type { NativeOutputs, Reply, Request } from './onnx-thread';
 
 /** Output buffers move to the main thread instead of being copied when they are whole. */
 function transferable(outputs: NativeOutputs): ArrayBuffer[] {
   const buffers = new Set<ArrayBuffer>();
   for (const { data } of Object.values(outputs)) {
-    if (ArrayBuffer.isView(data) && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) {
-      if (data.buffer instanceof ArrayBuffer) buffers.add(data.buffer);
-    }
+    const buffer = ArrayBuffer.isView(data) ? wholeBuffer(data) : undefined;
+    if (buffer !== undefined) buffers.add(buffer);
   }
   return [...buffers];
 }
@@ -36,7 +35,7 @@ function serveSessions(): void {
             } finally {
               // onnxruntime keeps its own copy of the model; this thread allocates too little for a
               // collection to come soon, and the bytes (24 MB for DeiT-Ti) would stay resident.
-              releaseNow(request.bytes.buffer);
+              releaseNow(request.bytes);
             }
             sessions.set(request.session, session);
             reply({
