@@ -9,6 +9,7 @@
  *
  * Usage: bench/train-step/run.sh [--steps 4] [--warmup 1] [--batch 64] [--micro 16] [--workers 2]
  *        [--loss soft|hard] [--only tfjs-local,tfjs-dp,torch] [--profile] [--python /usr/bin/python3]
+ *        [--preset deit_pico_distilled_patch7_28]   (another distilled 10-class preset; tfjs stacks only)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
@@ -16,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../../libs/model/src/backend';
+import { DEIT_PRESETS, type DeitPresetName, isDeitPresetName } from '../../libs/model/src/deit/presets';
 import { DataParallelTrainer } from '../../libs/model/src/train/data-parallel/trainer';
 import {
   createTrainTask,
@@ -40,11 +42,11 @@ interface Args {
   only: Stack[];
   profile: boolean;
   python: string;
+  preset: DeitPresetName;
 }
 
-const PRESET = 'deit_tiny_distilled_patch4_32';
+const DEFAULT_PRESET: DeitPresetName = 'deit_tiny_distilled_patch4_32';
 const CLASSES = 10;
-const IMG = 32;
 // The step both stacks run: DeiT defaults for the loss (α 0.5, τ 1, numel), smoothing 0.1, AdamW.
 const LOSS = { alpha: 0.5, tau: 1, labelSmoothing: 0.1, softNormalization: 'numel' } as const;
 const OPTIMIZER = { lr: 5e-4, weightDecay: 0.05 };
@@ -60,6 +62,7 @@ function parseArgs(argv: readonly string[]): Args {
     only: ['tfjs-local', 'tfjs-dp', 'torch'],
     profile: false,
     python: '/usr/bin/python3',
+    preset: DEFAULT_PRESET,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -99,15 +102,25 @@ function parseArgs(argv: readonly string[]): Args {
       case '--python':
         args.python = value();
         break;
+      case '--preset': {
+        const v = value();
+        if (!isDeitPresetName(v) || !DEIT_PRESETS[v].distilled || DEIT_PRESETS[v].numClasses !== CLASSES)
+          throw new Error(`--preset must name a distilled ${CLASSES}-class preset, got ${v}`);
+        args.preset = v;
+        break;
+      }
       default:
         throw new Error(`unknown option ${flag}`);
     }
   }
+  // torch_step.py builds the default network only: a ratio against another model would be meaningless.
+  if (args.preset !== DEFAULT_PRESET && args.only.includes('torch'))
+    throw new Error(`--preset ${args.preset} runs the tfjs stacks only: add --only tfjs-local,tfjs-dp`);
   return args;
 }
 
 /** Deterministic synthetic batch (the step's cost does not depend on the values). */
-function makeBatch(rows: number): HostBatch {
+function makeBatch(rows: number, img: number): HostBatch {
   let state = 12345;
   const uniform = (): number => {
     state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
@@ -115,8 +128,8 @@ function makeBatch(rows: number): HostBatch {
   };
   return {
     pixel_values: {
-      data: Float32Array.from({ length: rows * 3 * IMG * IMG }, () => uniform() * 4 - 2),
-      shape: [rows, 3, IMG, IMG],
+      data: Float32Array.from({ length: rows * 3 * img * img }, () => uniform() * 4 - 2),
+      shape: [rows, 3, img, img],
     },
     labels: { data: Int32Array.from({ length: rows }, () => Math.floor(uniform() * CLASSES)), shape: [rows] },
     teacher_logits: {
@@ -295,16 +308,17 @@ function benchTorch(args: Args): { samples: Sample[]; info: string } | { skipped
 export async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv);
   const taskOptions: DeitTaskOptions = {
-    preset: PRESET,
+    preset: args.preset,
     numClasses: CLASSES,
     seed: 0,
     loss: { type: args.loss, ...LOSS },
   };
-  const batch = makeBatch(args.batch);
+  const { imgSize, patchSize } = DEIT_PRESETS[args.preset];
+  const batch = makeBatch(args.batch, imgSize);
   const backend = await initBackend('wasm');
   await registerGradients();
   console.log(
-    `DeiT-Ti distilled 32x32 patch 4, ${CLASSES} classes, batch ${args.batch}, ${args.loss} distillation, AdamW; tfjs ${tf.version_core} on ${backend}`,
+    `${args.preset} (${imgSize}x${imgSize}, patch ${patchSize}), ${CLASSES} classes, batch ${args.batch}, ${args.loss} distillation, AdamW; tfjs ${tf.version_core} on ${backend}`,
   );
   console.log(
     `load average at start: ${loadavg()
