@@ -11,6 +11,7 @@ import {
   renderResultsMarkdown,
   runZoo,
   stageRecipe,
+  startStageClock,
   studentBudget,
   ZOO_MODELS,
   ZOO_SERVING_ALIAS,
@@ -87,6 +88,8 @@ describe('the model zoo', () => {
       for (const r of records) {
         expect(r?.sha256).toMatch(/^[0-9a-f]{64}$/);
         expect(r?.trainSeconds).toBeGreaterThanOrEqual(0);
+        // One sitting: the whole stage's clock is this sitting's.
+        expect(Math.abs((r?.stageWallSeconds ?? -9) - (r?.wallSeconds ?? 0))).toBeLessThanOrEqual(1);
         expect(r?.parameters).toBeGreaterThan(100_000);
       }
       expect((await registry.getAliases(ZOO_MODELS.hard))[ZOO_SERVING_ALIAS]).toBe(records[3]?.version);
@@ -180,16 +183,51 @@ describe('the model zoo', () => {
   );
 });
 
+describe('the stage clock', () => {
+  it('adds up the sittings of one stage, including one that ended by an error', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zoo-clock-'));
+    try {
+      let t = 0;
+      const now = (): number => t;
+      const first = await startStageClock(dir, now);
+      expect(first.earlierSeconds).toBe(0);
+      t = 90_000;
+      await first.stop();
+      // The next sitting sees the first one's 90 s and counts on from there.
+      const second = await startStageClock(dir, () => t - 90_000);
+      expect(second.earlierSeconds).toBe(90);
+      t += 30_000;
+      expect(second.totalSeconds()).toBe(120);
+      await second.stop();
+      const third = await startStageClock(dir, now);
+      expect(third.earlierSeconds).toBe(120);
+      const file = JSON.parse(await readFile(join(dir, 'wall-clock.json'), 'utf8')) as {
+        sittings: { seconds: number }[];
+      };
+      expect(file.sittings.map((s) => s.seconds)).toEqual([90, 30, 0]);
+      await third.stop();
+      // A damaged clock is an error naming the file, not a silent zero.
+      await writeFile(join(dir, 'wall-clock.json'), '{not json');
+      await expect(startStageClock(dir, now)).rejects.toThrow(/wall-clock\.json: unreadable stage clock/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('zoo findings', () => {
   const row = (
     top1: { cls: number; dist?: number; avg?: number },
     stage: 'teacher' | 'none' | 'soft' | 'hard' = 'hard',
     /** null: a record written before budgets were recorded. */
     budget: string | null = 'b'.repeat(16),
+    /** null: a record written before the stage clock was kept. */
+    stageWallSeconds: number | null = 50 * 60,
   ) => ({
     record: {
       stage,
       budget: budget ?? undefined,
+      stageWallSeconds: stageWallSeconds ?? undefined,
       model: 'm',
       version: 1,
       sha256: 'a'.repeat(64),
@@ -231,6 +269,23 @@ describe('zoo findings', () => {
     expect(findings[1]).toMatch(/90\.40%: meets/);
     expect(findings[2]).toMatch(/-0\.10 points \(within 0\.2/);
     expect(findings[3]).toMatch(/hard wins/);
+    expect(findings.at(-1)).toBe(
+      'Stage wall time over all sittings: teacher 50.0 min, none 50.0 min, soft 50.0 min, hard 50.0 min: each within the 60-minute limit.',
+    );
+  });
+
+  it('names a stage over the 60-minute limit, and one whose time was not recorded', () => {
+    const over = zooFindings(
+      results({
+        teacher: row({ cls: 0.93 }, 'teacher', null, 61 * 60),
+        hard: row({ cls: 0.9 }, 'hard', null, null),
+      }),
+    );
+    expect(over.at(-1)).toMatch(
+      /teacher 61\.0 min, hard not recorded: MISSES the 60-minute limit \(teacher\)/,
+    );
+    const unknown = zooFindings(results({ hard: row({ cls: 0.9 }, 'hard', null, null) }));
+    expect(unknown.at(-1)).toMatch(/not recorded for hard \(trained before the stage clock was kept\)/);
   });
 
   it('says so plainly when a target is missed or a claim fails', () => {
