@@ -329,7 +329,6 @@ export async function runZoo(options: ZooOptions): Promise<void> {
       );
     }
     options.signal?.throwIfAborted();
-    const started = performance.now();
     log(`${stage}: starting (recipe ${recipe})`);
     // Checkpoints and publish markers live per recipe: a changed recipe never resumes an old run.
     const workDir = join(options.workDir, stage, recipe);
@@ -350,7 +349,7 @@ export async function runZoo(options: ZooOptions): Promise<void> {
       ...partial,
       recipe,
       ...(stage !== 'teacher' && { budget: studentBudget(plan, stage, teacherRef) }),
-      wallSeconds: Math.round((performance.now() - started) / 1000),
+      wallSeconds: Math.round(clock.sittingSeconds()),
       stageWallSeconds: Math.round(clock.totalSeconds()),
     };
     await writeFile(join(options.recordsDir, `${stage}.json`), `${JSON.stringify(full, null, 2)}\n`);
@@ -372,6 +371,8 @@ export const ZOO_STAGE_LIMIT_SECONDS = 60 * 60;
 export interface StageClock {
   /** Seconds recorded by earlier sittings of this stage (same recipe). */
   readonly earlierSeconds: number;
+  /** This sitting so far. */
+  sittingSeconds(): number;
   /** Earlier sittings plus this one so far. */
   totalSeconds(): number;
   /** Records this sitting's time and stops the periodic save. */
@@ -395,12 +396,19 @@ export async function startStageClock(
   let sittings: { startedAt: string; seconds: number }[] = [];
   try {
     const parsed = JSON.parse(await readFile(path, 'utf8')) as { sittings?: unknown };
-    if (Array.isArray(parsed.sittings)) {
-      sittings = parsed.sittings.filter(
-        (s): s is { startedAt: string; seconds: number } =>
-          typeof s === 'object' && s !== null && Number.isFinite((s as { seconds?: unknown }).seconds),
+    const valid =
+      Array.isArray(parsed.sittings) &&
+      parsed.sittings.every(
+        (s: unknown) =>
+          typeof s === 'object' &&
+          s !== null &&
+          typeof (s as { startedAt?: unknown }).startedAt === 'string' &&
+          Number.isFinite((s as { seconds?: unknown }).seconds) &&
+          (s as { seconds: number }).seconds >= 0,
       );
-    }
+    // A sitting dropped here would shorten the stage's recorded time: refuse rather than undercount.
+    if (!valid) throw new Error('expected {"sittings":[{"startedAt":string,"seconds":number ≥ 0},…]}');
+    sittings = parsed.sittings as { startedAt: string; seconds: number }[];
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
       throw new Error(`${path}: unreadable stage clock (${(error as Error).message}); fix or delete it`);
@@ -421,9 +429,11 @@ export async function startStageClock(
     saving = saving.then(save).catch(() => undefined);
   }, CLOCK_SAVE_MS);
   timer.unref();
+  const sittingSeconds = (): number => (now() - t0) / 1000;
   return {
     earlierSeconds,
-    totalSeconds: () => earlierSeconds + (now() - t0) / 1000,
+    sittingSeconds,
+    totalSeconds: () => earlierSeconds + sittingSeconds(),
     stop: async () => {
       clearInterval(timer);
       await saving;

@@ -184,7 +184,7 @@ describe('the model zoo', () => {
 });
 
 describe('the stage clock', () => {
-  it('adds up the sittings of one stage, including one that ended by an error', async () => {
+  it('adds up the sittings of one stage, and refuses a damaged record of them', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'zoo-clock-'));
     try {
       let t = 0;
@@ -209,9 +209,43 @@ describe('the stage clock', () => {
       // A damaged clock is an error naming the file, not a silent zero.
       await writeFile(join(dir, 'wall-clock.json'), '{not json');
       await expect(startStageClock(dir, now)).rejects.toThrow(/wall-clock\.json: unreadable stage clock/);
+      // So is a sitting that cannot be counted: dropping it would shorten the stage's time.
+      await writeFile(
+        join(dir, 'wall-clock.json'),
+        JSON.stringify({
+          sittings: [
+            { startedAt: 'x', seconds: 90 },
+            { startedAt: 'y', seconds: 'ninety' },
+          ],
+        }),
+      );
+      await expect(startStageClock(dir, now)).rejects.toThrow(/unreadable stage clock \(expected/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a stage that fails', () => {
+  it('leaves its sitting on the stage clock and its error to the caller', async () => {
+    const teacher = await readStageRecord(join(root, 'records'), 'teacher');
+    if (teacher === undefined) throw new Error('runs after the integration test, which trains the teacher');
+    const broken: ZooPlan = {
+      ...PLAN,
+      student: (stage, teacherRef, datasetDir) => {
+        const spec = PLAN.student(stage, teacherRef, datasetDir);
+        return { ...spec, optimization: spec.optimization && { ...spec.optimization, batchSize: 0 } };
+      },
+    };
+    await expect(runZoo({ ...options([]), plan: broken, stages: ['none'] })).rejects.toThrow(/batch/i);
+    const recipe = recipeFingerprint(stageRecipe(broken, 'none', `${teacher.model}:${teacher.version}`));
+    const clock = JSON.parse(
+      await readFile(join(root, 'work', 'none', recipe, 'wall-clock.json'), 'utf8'),
+    ) as {
+      sittings: { seconds: number }[];
+    };
+    expect(clock.sittings).toHaveLength(1);
+    expect(clock.sittings[0]?.seconds).toBeGreaterThanOrEqual(0);
   });
 });
 
