@@ -127,6 +127,21 @@ export function zooFindings(results: ZooResults): string[] {
         : `Soft vs none (CLS head): ${pct(s)} vs ${pct(n)} (${((s - n) * 100).toFixed(2)} points).`,
     );
   }
+  if (hard && soft) {
+    // Both students have a trained distillation head, so their average heads compare (Table 3's
+    // "deit: hard distillation" vs "deit: soft distillation" rows, where hard leads).
+    const h = hard.evaluation.top1.avg ?? 0;
+    const s = soft.evaluation.top1.avg ?? 0;
+    const differs = budgetsDiffer(hard, soft);
+    out.push(
+      differs
+        ? `Hard vs soft distillation: NOT COMPARABLE — ${differs}.`
+        : `Hard vs soft distillation (average head, same budget and seed): ${pct(h)} vs ${pct(s)} ` +
+            (h > s
+              ? `(hard wins, ${((h - s) * 100).toFixed(2)} points, as the paper finds).`
+              : `(hard does NOT win: soft leads by ${((s - h) * 100).toFixed(2)} points; the paper finds hard ahead — one seed each here).`),
+    );
+  }
   const timed = ZOO_STAGES.flatMap((stage) => {
     const row = results.rows[stage];
     return row === undefined ? [] : [[stage, row.record.stageWallSeconds] as const];

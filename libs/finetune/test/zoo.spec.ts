@@ -303,6 +303,10 @@ describe('zoo findings', () => {
     expect(findings[1]).toMatch(/90\.40%: meets/);
     expect(findings[2]).toMatch(/-0\.10 points \(within 0\.2/);
     expect(findings[3]).toMatch(/hard wins/);
+    expect(findings[4]).toBe('Soft vs none (CLS head): 88.50% vs 88.00% (0.50 points).');
+    expect(findings[5]).toBe(
+      'Hard vs soft distillation (average head, same budget and seed): 90.40% vs 88.60% (hard wins, 1.80 points, as the paper finds).',
+    );
     expect(findings.at(-1)).toBe(
       'Stage wall time over all sittings: teacher 50.0 min, none 50.0 min, soft 50.0 min, hard 50.0 min: each within the 60-minute limit.',
     );
@@ -327,6 +331,7 @@ describe('zoo findings', () => {
       results({
         teacher: row({ cls: 0.91 }),
         none: row({ cls: 0.9 }),
+        soft: row({ cls: 0.892, dist: 0.89, avg: 0.8926 }),
         hard: row({ cls: 0.89, dist: 0.895, avg: 0.89 }),
       }),
     );
@@ -334,6 +339,9 @@ describe('zoo findings', () => {
     expect(findings[1]).toMatch(/MISSES the 90\.0% target/);
     expect(findings[2]).toMatch(/MORE than 0\.2 points below/);
     expect(findings[3]).toMatch(/hard does NOT win/);
+    expect(findings[5]).toMatch(
+      /^Hard vs soft distillation \(average head, same budget and seed\): 89\.00% vs 89\.26% \(hard does NOT win: soft leads by 0\.26 points/,
+    );
   });
 
   it('refuses to compare students trained at different budgets, or whose budget is not recorded', () => {
@@ -349,5 +357,8 @@ describe('zoo findings', () => {
     );
     expect(findings[2]).not.toMatch(/wins/);
     expect(findings[3]).toMatch(/^Soft vs none: NOT COMPARABLE — a record does not name its budget/);
+    expect(findings[4]).toMatch(
+      /^Hard vs soft distillation: NOT COMPARABLE — a record does not name its budget/,
+    );
   });
 });
