@@ -64,7 +64,7 @@ import {
   writeFileAtomic,
   writeNewFile,
 } from './fs-util';
-import { withFileLock } from './lock';
+import { LOCK_DRAFT_INFIX, withFileLock } from './lock';
 import { RegistryWatcher, type RegistrySnapshot, type WatchStrategy } from './watcher';
 
 export interface DirectoryRegistryOptions {
@@ -866,7 +866,9 @@ export class DirectoryRegistry implements ModelRegistry {
         .filter((name) => name.includes('.json.tmp-'))
         .map((name) => join(model, ALIASES_DIR, name)),
       ...(await readdirIfExists(this.modelDir(model)))
-        .filter((name) => name.startsWith(`${LOCK_FILE}.stale-`))
+        .filter(
+          (name) => name.startsWith(`${LOCK_FILE}.stale-`) || name.startsWith(LOCK_FILE + LOCK_DRAFT_INFIX),
+        )
         .map((name) => join(model, name)),
     ];
     const stale: string[] = [];

@@ -1,7 +1,10 @@
 import { DomainError } from '@deit-serve/core';
-import { link, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { link, open, readFile, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { errorCode, isNotFound, randomSuffix, sleep } from './fs-util';
+
+/** Prefix of the private file a lock record is written to before it is linked into place. */
+export const LOCK_DRAFT_INFIX = '.new-';
 
 export interface LockOptions {
   /** Give up after this long (ms). */
@@ -52,10 +55,13 @@ function processIsGone(pid: number): boolean {
 }
 
 /**
- * Cross-process mutual exclusion by an O_EXCL lock file holding {token, pid, host, time}.
+ * Cross-process mutual exclusion by a lock file holding {token, pid, host, time}.
  *
- * A lock is stale when its holder is a dead process on this host, or when it is older than `staleMs`
- * (other hosts sharing the volume cannot be asked). Takeover renames the stale file to a unique name first,
+ * The file appears whole: the record is written to a private file first and published by link(), which
+ * fails when the lock exists. So a lock file without a readable record is never a holder at work but the
+ * leftover of a failed write (a full disk, a crash, an older writer), and is stale at once. Otherwise a
+ * lock is stale when its holder is a dead process on this host, or when it is older than `staleMs` (other
+ * hosts sharing the volume cannot be asked). Takeover renames the stale file to a unique name first,
  * so that of several processes noticing the same stale lock only one removes it; if what it moved turns out
  * to be a fresh lock (someone else won in between), it is put back with link(), which never overwrites.
  */
@@ -73,18 +79,8 @@ export async function withFileLock<T>(
   const deadline = Date.now() + options.timeoutMs;
   let delay = 5;
   for (;;) {
-    try {
-      const handle = await open(path, 'wx');
-      try {
-        record.acquired_at = Date.now();
-        await handle.writeFile(JSON.stringify(record));
-      } finally {
-        await handle.close();
-      }
-      break;
-    } catch (error) {
-      if (errorCode(error) !== 'EEXIST') throw error;
-    }
+    record.acquired_at = Date.now();
+    if (await createLock(path, record)) break;
     await takeOverIfStale(path, options.staleMs);
     if (Date.now() > deadline) {
       throw new DomainError(
@@ -109,13 +105,7 @@ async function takeOverIfStale(path: string, staleMs: number): Promise<void> {
   if (seen === 'missing') return;
   let stale: boolean;
   if (seen === 'unreadable') {
-    // No record to judge by: fall back on the file's age.
-    try {
-      stale = Date.now() - (await stat(path)).mtimeMs > staleMs;
-    } catch (error) {
-      if (isNotFound(error)) return;
-      throw error;
-    }
+    stale = true; // see withFileLock: no live holder leaves a lock without a record
   } else {
     stale =
       Date.now() - seen.acquired_at > staleMs ||
@@ -141,4 +131,41 @@ async function takeOverIfStale(path: string, staleMs: number): Promise<void> {
     }
   }
   await rm(moved, { force: true });
+}
+
+/** Creates the lock whole (see {@link withFileLock}); false when someone else holds it. Never leaves a file behind on failure. */
+async function createLock(path: string, record: LockRecord): Promise<boolean> {
+  const draft = `${path}${LOCK_DRAFT_INFIX}${record.token}`;
+  try {
+    await writeExclusive(draft, record);
+    try {
+      await link(draft, path);
+      return true;
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'EEXIST') return false;
+      // File systems without hard links: create in place (a reader may then see the file before its record).
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS') throw error;
+    }
+  } finally {
+    await rm(draft, { force: true });
+  }
+  try {
+    await writeExclusive(path, record);
+    return true;
+  } catch (error) {
+    if (errorCode(error) === 'EEXIST') return false;
+    const current = await readRecord(path);
+    if (current === 'unreadable') await rm(path, { force: true });
+    throw error;
+  }
+}
+
+async function writeExclusive(path: string, record: LockRecord): Promise<void> {
+  const handle = await open(path, 'wx');
+  try {
+    await handle.writeFile(JSON.stringify(record));
+  } finally {
+    await handle.close();
+  }
 }
