@@ -20,9 +20,11 @@ import {
   type TestService,
   writeTokensFile,
 } from '@deit-serve/testing';
+import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TRAINER_ACCESS } from '../src/access';
 import { AppModule } from '../src/app.module';
@@ -34,6 +36,7 @@ import { AppModule } from '../src/app.module';
  * INVALID_ARGUMENT for an empty spec) proves it ran.
  */
 const CALL_DEADLINE_MS = 10_000;
+const execFileAsync = promisify(execFile);
 const TOKENS = ROLE_TOKENS;
 const [WEB, CI, OPS] = TOKENS.map((t) => t.token);
 
@@ -154,6 +157,53 @@ describe('trainer with a tokens file', () => {
   it.each(METHODS)('lets a train token and an admin token reach %s', async (_, call, handlerStatus) => {
     expect((await outcome(call(client, bearer(CI)))).code).toBe(handlerStatus);
     expect((await outcome(call(client, bearer(OPS)))).code).toBe(handlerStatus);
+  });
+
+  /** One StartFineTune over a bare HTTP/2 client that can repeat a header (fixtures/raw-grpc-call.cjs). */
+  const rawStartFineTune = async (
+    headers: Record<string, string>,
+  ): Promise<{ status: status; message: string }> => {
+    // Asynchronously: the service answers from this process's event loop.
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      [
+        '--expose-internals',
+        join(__dirname, 'fixtures', 'raw-grpc-call.cjs'),
+        service.address,
+        '/deit.trainer.v1.TrainerService/StartFineTune',
+        JSON.stringify(headers),
+      ],
+      { encoding: 'utf8', timeout: CALL_DEADLINE_MS },
+    );
+    return JSON.parse(stdout) as { status: status; message: string };
+  };
+
+  it('refuses two authorization headers, whichever comes first: UNAUTHENTICATED', async () => {
+    // The handler's own answer to the empty spec (INVALID_ARGUMENT) shows a call that got through.
+    expect((await rawStartFineTune({ authorization: `Bearer ${CI}` })).status).toBe(status.INVALID_ARGUMENT);
+    for (const [first, second] of [
+      [CI, 'not-a-token'],
+      ['not-a-token', CI],
+      [CI, OPS],
+    ]) {
+      expect(
+        await rawStartFineTune({
+          authorization: `Bearer ${first}`,
+          'x-repeat-authorization': `Bearer ${second}`,
+        }),
+      ).toEqual({ status: status.UNAUTHENTICATED, message: 'more than one authorization metadata value' });
+    }
+  });
+
+  it('refuses a token with surrounding spaces, saying that HTTP/2 dropped the value', async () => {
+    // nghttp2 drops a field value with leading or trailing whitespace (RFC 9113 §8.2.1) before any
+    // JavaScript sees it, so the service cannot trim it: it says why no credentials arrived.
+    const md = bearer();
+    md.set('authorization', `Bearer ${CI} `);
+    const { code, details } = await outcome(METHODS[2][1](client, md));
+    expect(code).toBe(status.UNAUTHENTICATED);
+    expect(details).toMatch(/^no credentials: .*leading or trailing whitespace is malformed in HTTP\/2/);
+    expect(details).not.toContain(CI);
   });
 
   it('answers grpc.health.v1 without a token', async () => {

@@ -82,7 +82,8 @@ describe('TokenAuthenticator', () => {
     expect(refusal('/demo.v1.Demo/Read', metadata())).toEqual({
       kind: 'UNAUTHENTICATED',
       message:
-        'no credentials: send the metadata "authorization: Bearer <token>" (deit CLI: --token or DEIT_TOKEN)',
+        'no credentials: send the metadata "authorization: Bearer <token>" (deit CLI: --token or DEIT_TOKEN); ' +
+        'a value with leading or trailing whitespace is malformed in HTTP/2 and dropped before it reaches the service',
     });
     for (const value of ['Basic d2ViLXRva2Vu', 'web-token', 'Bearer', 'Bearer a b']) {
       const r = refusal('/demo.v1.Demo/Read', metadata(value));

@@ -1,5 +1,6 @@
 import {
   Metadata,
+  type Server,
   type ServerInterceptingCallInterface,
   ServerInterceptingCall,
   type ServerInterceptor,
@@ -9,6 +10,7 @@ import type { Logger } from '@nestjs/common';
 import type { Role, TokenEntry } from '@deit-serve/config';
 import { PermissionDeniedError, UnauthenticatedError } from '@deit-serve/core';
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { toGrpcError } from './errors';
 
 /** Full method path (`/deit.inference.v1.InferenceService/Classify`) → the role it needs. */
@@ -46,7 +48,9 @@ export function hasRole(entry: TokenEntry, role: Role): boolean {
   return entry.roles.includes('admin') || entry.roles.includes(role);
 }
 
-const HINT = 'send the metadata "authorization: Bearer <token>" (deit CLI: --token or DEIT_TOKEN)';
+const HINT =
+  'send the metadata "authorization: Bearer <token>" (deit CLI: --token or DEIT_TOKEN); ' +
+  'a value with leading or trailing whitespace is malformed in HTTP/2 and dropped before it reaches the service';
 
 /** Bearer tokens known by their SHA-256, compared in constant time. */
 export class TokenAuthenticator {
@@ -103,6 +107,50 @@ export class TokenAuthenticator {
  * (streams included): one place for every service the process serves, reflection too. Refusals are
  * logged with the method and peer, never the token; the handler does not see the authorization value.
  */
+/** Who made a call, as the interceptor identified them: only the interceptor writes here, never a caller. */
+const callers = new WeakMap<Metadata, TokenEntry>();
+
+/**
+ * The token that authorised the call whose request metadata this is; undefined when authentication
+ * is off (or the method is open). Handlers receive the same Metadata object the interceptor forwarded.
+ */
+export function callerOf(metadata: Metadata | undefined): TokenEntry | undefined {
+  return metadata === undefined ? undefined : callers.get(metadata);
+}
+
+/** The part of grpc-js 1.14's Server this module reaches into (private there; checked at run time). */
+interface ServerInternals {
+  http2Servers?: Map<Http2Server, unknown>;
+}
+
+/**
+ * Makes a repeated `authorization` header visible to {@link TokenAuthenticator.authorize}.
+ *
+ * Why: Node's http2 module treats `authorization` as a single-value header and keeps only the first
+ * of several in the headers object it hands grpc-js, so the second value never reached the "more
+ * than one" check and a request with two tokens was judged on the first. The raw header list still
+ * has them all: a `stream` listener that runs before grpc-js's puts every value back, as an array,
+ * which grpc-js turns into repeated metadata. Called once the server is bound, as the flow-control
+ * window is; throws at start if a grpc-js upgrade moves the http2 servers.
+ */
+export function exposeRepeatedAuthorization(server: Server): void {
+  const { http2Servers } = server as unknown as ServerInternals;
+  if (!(http2Servers instanceof Map) || http2Servers.size === 0) {
+    throw new Error(
+      'cannot reach the http2 servers of this @grpc/grpc-js version (Server.http2Servers) to check repeated authorization headers',
+    );
+  }
+  for (const http2Server of http2Servers.keys()) {
+    http2Server.prependListener(
+      'stream',
+      (_stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw?: string[]) => {
+        const values = (raw ?? []).filter((_, i) => i % 2 === 1 && raw?.[i - 1] === 'authorization');
+        if (values.length > 1) (headers as Record<string, unknown>)['authorization'] = values;
+      },
+    );
+  }
+}
+
 export function authInterceptor(
   authenticator: TokenAuthenticator,
   rules: AccessRules,
@@ -113,8 +161,9 @@ export function authInterceptor(
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, forward) => {
+            let caller: TokenEntry | undefined;
             try {
-              authenticator.authorize(method.path, metadata, rules);
+              caller = authenticator.authorize(method.path, metadata, rules);
             } catch (error) {
               const { code, message } = toGrpcError(error, logger);
               logger.warn(`refused ${method.path} from ${call.getPeer()}: ${status[code]}: ${message}`);
@@ -122,6 +171,7 @@ export function authInterceptor(
               return;
             }
             metadata.remove('authorization');
+            if (caller !== undefined) callers.set(metadata, caller);
             forward(metadata);
           },
         }),

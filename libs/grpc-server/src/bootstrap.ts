@@ -11,7 +11,7 @@ import { type MicroserviceOptions, Transport } from '@nestjs/microservices';
 import type { ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { loadPackageDefinition, type PROTO_FILES } from '@deit-serve/proto';
-import { type AccessRules, authInterceptor, TokenAuthenticator } from './auth';
+import { type AccessRules, authInterceptor, exposeRepeatedAuthorization, TokenAuthenticator } from './auth';
 import { GrpcExceptionFilter } from './errors';
 import { applyFlowControlWindow } from './flow-control';
 import { HealthPortModule } from './health';
@@ -96,6 +96,7 @@ export async function createGrpcMicroservice(
       onLoadPackageDefinition: (pkg: unknown, server: Server) => {
         // The server is bound (not yet serving: handlers are added after this); new sessions get the window.
         if (options.flowControlWindowBytes) applyFlowControlWindow(server, options.flowControlWindowBytes);
+        if (authenticator) exposeRepeatedAuthorization(server);
         if (!options.reflection) return;
         new ReflectionService(pkg as ConstructorParameters<typeof ReflectionService>[0]).addToServer(server);
         logger.log(`server reflection enabled${authenticator ? ' (for callers with a valid token)' : ''}`);

@@ -1,4 +1,12 @@
-export { type AccessRules, hasRole, methodRoles, requirementOf, TokenAuthenticator } from './auth';
+export {
+  type AccessRules,
+  callerOf,
+  exposeRepeatedAuthorization,
+  hasRole,
+  methodRoles,
+  requirementOf,
+  TokenAuthenticator,
+} from './auth';
 export { createGrpcMicroservice, logLevelsUpTo, securityOptions, type GrpcServiceOptions } from './bootstrap';
 export { GrpcExceptionFilter, toGrpcError, type GrpcError } from './errors';
 export { applyFlowControlWindow, MAX_FLOW_CONTROL_WINDOW } from './flow-control';
