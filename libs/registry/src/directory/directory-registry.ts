@@ -11,7 +11,6 @@ import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import {
-  fileNameSchema,
   formatLabelsText,
   LABELS_FILE,
   labelsInOrder,
@@ -41,7 +40,6 @@ import type {
   GcReport,
   LoadedVersion,
   ModelRegistry,
-  PublishFileSource,
   PublishRequest,
   RegistryListener,
   RegistrySubscription,
@@ -51,7 +49,6 @@ import type {
   WatchOptions,
 } from '../storage';
 import {
-  copyNewFile,
   errorCode,
   exists,
   fsyncDir,
@@ -65,6 +62,7 @@ import {
   writeNewFile,
 } from './fs-util';
 import { LOCK_DRAFT_INFIX, withFileLock } from './lock';
+import { readSource, validateSources, verifyStaged, writeSource } from './staging';
 import { RegistryWatcher, type RegistrySnapshot, type WatchStrategy } from './watcher';
 
 export interface DirectoryRegistryOptions {
@@ -76,7 +74,7 @@ export interface DirectoryRegistryOptions {
   lockStaleMs?: number;
   /** Directory-watch strategy; the default suits the platform (see {@link WatchStrategy}). */
   watchStrategy?: WatchStrategy;
-  /** Fault injection for tests: runs after a version is fully staged, just before it is renamed into place. */
+  /** Fault injection for tests: runs after a version is fully staged, before it is re-verified and renamed into place. */
   testHooks?: { beforeCommit?: (stagingDir: string) => Promise<void> | void };
 }
 
@@ -505,10 +503,12 @@ export class DirectoryRegistry implements ModelRegistry {
       };
       const checked = safeParseManifest(manifest);
       if (!checked.ok) throw new InvalidArgumentError(`invalid manifest: ${checked.problem}`);
-      await writeNewFile(join(staging, MANIFEST_FILE), Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
+      const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+      await writeNewFile(join(staging, MANIFEST_FILE), manifestBytes);
       await fsyncDir(staging);
 
       await this.options.testHooks?.beforeCommit?.(staging);
+      await verifyStaged(staging, entries, manifestBytes, label(model, version));
       try {
         await rename(staging, this.versionDir(model, version));
       } catch (error) {
@@ -915,51 +915,4 @@ export function rollbackTarget(
     else stack.push(entry.from);
   }
   return stack.length > 0 ? stack[stack.length - 1] : undefined;
-}
-
-function validateSources(files: unknown): Map<string, PublishFileSource> {
-  if (typeof files !== 'object' || files === null) {
-    throw new InvalidArgumentError(`files must be an object mapping file names to bytes or paths`);
-  }
-  const sources = new Map<string, PublishFileSource>();
-  for (const [name, source] of Object.entries(files)) {
-    const result = fileNameSchema.safeParse(name);
-    if (!result.success) {
-      throw new InvalidArgumentError(
-        `file name ${JSON.stringify(name)} is invalid: ${result.error.issues.map((i) => i.message).join('; ')}`,
-      );
-    }
-    if (!(source instanceof Uint8Array) && typeof source !== 'string') {
-      throw new InvalidArgumentError(`file ${JSON.stringify(name)}: expected bytes or a path`);
-    }
-    sources.set(name, source);
-  }
-  if (!sources.has(MODEL_FILE)) throw new InvalidArgumentError(`files must include ${MODEL_FILE}`);
-  return sources;
-}
-
-async function readSource(name: string, source: PublishFileSource): Promise<Buffer> {
-  if (typeof source !== 'string') return Buffer.from(source.buffer, source.byteOffset, source.byteLength);
-  try {
-    return await readFile(source);
-  } catch (error) {
-    if (isNotFound(error))
-      throw new InvalidArgumentError(`file ${JSON.stringify(name)}: ${source} does not exist`, {
-        cause: error,
-      });
-    throw error;
-  }
-}
-
-async function writeSource(source: PublishFileSource, target: string, name: string): Promise<FileEntry> {
-  if (typeof source !== 'string') return writeNewFile(target, source);
-  try {
-    return await copyNewFile(source, target);
-  } catch (error) {
-    if (isNotFound(error))
-      throw new InvalidArgumentError(`file ${JSON.stringify(name)}: ${source} does not exist`, {
-        cause: error,
-      });
-    throw error;
-  }
 }
