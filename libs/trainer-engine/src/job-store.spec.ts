@@ -71,14 +71,36 @@ describe('JobStore', () => {
   });
 
   it('is idempotent by request id', () => {
-    const first = store.create({ kind: 'fake', spec: { a: 1 }, requestId: 'req-1' });
-    const second = store.create({ kind: 'fake', spec: { a: 2 }, requestId: 'req-1' });
+    const first = store.create({ kind: 'fake', spec: { a: 1, b: { c: 2 } }, requestId: 'req-1' });
+    const second = store.create({ kind: 'fake', spec: { a: 1, b: { c: 2 } }, requestId: 'req-1' });
     expect(second).toEqual({ job: first.job, created: false });
     // An empty key is no key.
     const a = store.create({ kind: 'fake', spec: {}, requestId: '' });
     const b = store.create({ kind: 'fake', spec: {}, requestId: '' });
     expect(a.job.id).not.toBe(b.job.id);
     expect(store.list().jobs).toHaveLength(3);
+  });
+
+  it('refuses a request id reused with another spec or kind, naming the job and what differs', () => {
+    const first = store.create({ kind: 'fake', spec: { a: 1, b: { c: 2 }, d: 3 }, requestId: 'req-1' });
+    const refusal = (input: { kind: string; spec: unknown }) => {
+      try {
+        store.create({ ...input, requestId: 'req-1' });
+      } catch (error) {
+        return error;
+      }
+      throw new Error('created');
+    };
+    const changed = refusal({ kind: 'fake', spec: { a: 1, b: { c: 3 }, e: 4 } });
+    expect(changed).toBeInstanceOf(FailedPreconditionError);
+    expect((changed as Error).message).toBe(
+      `request_id "req-1" was already used for job ${first.job.id} with another spec (differs in: b, d, e); ` +
+        'send the same spec to get that job back, or use a new request_id for a new job',
+    );
+    expect((refusal({ kind: 'other', spec: { a: 1, b: { c: 2 }, d: 3 } }) as Error).message).toMatch(
+      /already used for job .* with another kind \("fake", not "other"\)/,
+    );
+    expect(store.list().jobs).toHaveLength(1);
   });
 
   it('enforces the state machine: every legal transition works, every other one is FAILED_PRECONDITION', () => {

@@ -118,7 +118,11 @@ export interface JobStoreOptions {
 export interface CreateJobInput<Spec> {
   readonly kind: string;
   readonly spec: Spec;
-  /** Idempotency key: a second create with the same key returns the first job. */
+  /**
+   * Idempotency key: a second create with the same key and the same kind and spec returns the first
+   * job; with another kind or spec it is FAILED_PRECONDITION (a reused key is a client bug, and
+   * answering with the old job would hide that the new request was never run).
+   */
   readonly requestId?: string;
 }
 
@@ -193,7 +197,10 @@ export class JobStore {
       if (requestId !== undefined) {
         const existing = this.db.prepare('SELECT * FROM jobs WHERE request_id = ?').get(requestId) as
           JobRow | undefined;
-        if (existing) return { row: existing, created: false };
+        if (existing) {
+          assertSameRequest(existing, input.kind, input.spec);
+          return { row: existing, created: false };
+        }
       }
       const id = randomUUID();
       const now = this.now();
@@ -521,6 +528,33 @@ function migrate(db: Database.Database): void {
       db.pragma(`user_version = ${v + 1}`);
     }).immediate();
   }
+}
+
+function assertSameRequest(existing: JobRow, kind: string, spec: unknown): void {
+  const reused = `request_id ${JSON.stringify(existing.request_id)} was already used for job ${existing.id}`;
+  const advice = 'send the same spec to get that job back, or use a new request_id for a new job';
+  if (existing.kind !== kind) {
+    throw new FailedPreconditionError(
+      `${reused} with another kind (${JSON.stringify(existing.kind)}, not ${JSON.stringify(kind)}); ${advice}`,
+    );
+  }
+  const before = JSON.parse(existing.spec) as unknown;
+  const after = JSON.parse(JSON.stringify(spec)) as unknown;
+  if (JSON.stringify(before) === JSON.stringify(after)) return;
+  const fields = differingFields(before, after);
+  throw new FailedPreconditionError(
+    `${reused} with another spec${fields.length > 0 ? ` (differs in: ${fields.join(', ')})` : ''}; ${advice}`,
+  );
+}
+
+/** Top-level fields whose values differ between two JSON objects, sorted. */
+function differingFields(a: unknown, b: unknown): string[] {
+  const record = (v: unknown): Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  const [ra, rb] = [record(a), record(b)];
+  return [...new Set([...Object.keys(ra), ...Object.keys(rb)])]
+    .filter((key) => JSON.stringify(ra[key]) !== JSON.stringify(rb[key]))
+    .sort();
 }
 
 function assertTransition(row: JobRow, to: JobState, expectOwner: string | undefined): void {
