@@ -72,4 +72,23 @@ describe('loadConfig', () => {
     const spec = { a: { ...inferenceConfigSpec.grpcPort, env: 'A', default: undefined } };
     expect(() => loadConfig(spec, { A: '' })).toThrow(/A is required/);
   });
+
+  it('reads protected aliases as a comma-separated list, `none` for no protection, and a retry budget', () => {
+    const defaults = loadConfig(trainerConfigSpec, {});
+    expect(defaults.protectedAliases).toEqual(['production']);
+    expect(defaults.jobMaxRetries).toBe(3);
+    const set = loadConfig(trainerConfigSpec, {
+      DEIT_PROTECTED_ALIASES: 'production, stable',
+      DEIT_JOB_MAX_RETRIES: '0',
+    });
+    expect(set.protectedAliases).toEqual(['production', 'stable']);
+    expect(set.jobMaxRetries).toBe(0);
+    expect(loadConfig(trainerConfigSpec, { DEIT_PROTECTED_ALIASES: 'none' }).protectedAliases).toEqual([]);
+    expect(() => loadConfig(trainerConfigSpec, { DEIT_PROTECTED_ALIASES: 'Prod/../x' })).toThrow(
+      /DEIT_PROTECTED_ALIASES="Prod\/\.\.\/x": each must be an alias name/,
+    );
+    expect(() => loadConfig(trainerConfigSpec, { DEIT_JOB_MAX_RETRIES: '-1' })).toThrow(
+      /DEIT_JOB_MAX_RETRIES="-1": must be ≥ 0/,
+    );
+  });
 });

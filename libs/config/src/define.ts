@@ -93,6 +93,29 @@ export const pathList: z.ZodType<readonly string[]> = z
       .min(1, 'must name at least one path'),
   );
 
+/**
+ * A `,`-separated list of registry alias names (lower-case letters, digits, `-`, `_`, `.`); `none`
+ * for an empty list, since an empty variable means its default.
+ */
+export const aliasList: z.ZodType<readonly string[]> = z
+  .string()
+  .transform((value) =>
+    value.trim() === 'none'
+      ? []
+      : value
+          .split(',')
+          .map((entry) => entry.trim())
+          .filter((entry) => entry !== ''),
+  )
+  .pipe(
+    z.array(
+      z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'each must be an alias name (a-z, 0-9, ".", "_", "-")')
+        .refine((name) => !name.includes('..'), 'an alias name must not contain ".."'),
+    ),
+  );
+
 /** A Kubernetes object name that must be a DNS label (namespaces, claims, service accounts). */
 export const dnsLabel = z
   .string()

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { boolean, dnsLabel, field, intInRange, nonEmpty, oneOf, pathList, port } from './define';
+import { aliasList, boolean, dnsLabel, field, intInRange, nonEmpty, oneOf, pathList, port } from './define';
 
 /**
  * Every variable and default of both services, in one place. The README's configuration table is
@@ -191,6 +191,18 @@ export const trainerConfigSpec = {
     intInRange(1, 2 ** 50),
     4 * 1024 ** 3,
     'bytes of dataset files one job may read',
+  ),
+  protectedAliases: field(
+    'DEIT_PROTECTED_ALIASES',
+    aliasList,
+    ['production'],
+    'aliases (","-separated) a fine-tune moves only for an admin, or when it beats the incumbent on the evaluation set the trainer itself reproduces',
+  ),
+  jobMaxRetries: field(
+    'DEIT_JOB_MAX_RETRIES',
+    intInRange(0, 100),
+    3,
+    'times a job whose worker was killed (SIGKILL, OOM) or hit a full disk goes back to the queue to resume from its checkpoint',
   ),
   trainingBackend: field(
     'DEIT_TRAINING_BACKEND',
