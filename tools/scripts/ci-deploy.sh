@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI for the deployment side (issue 8), offline but for the package registries:
 #   1. installs the pinned tools (deploy/versions.env) into a cache folder, once:
-#      kustomize and k6 with `go install`, kubernetes-validate (bundled Kubernetes JSON schemas) from PyPI
+#      kustomize, k6 and grpcurl with `go install`, kubernetes-validate (bundled Kubernetes JSON schemas) from PyPI
 #      into a virtual environment;
 #      and deploy/dockerfile-lint (BuildKit's Dockerfile checks) with `go build`;
 #   2. renders every overlay in k8s/overlays/ and validates every object against the strict Kubernetes
@@ -68,6 +68,17 @@ go_tool() { # name module version
 step "install tools into $tools"
 go_tool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 go_tool k6 go.k6.io/k6 "$K6_VERSION"
+# grpcurl built by `go install` reports "dev build"; its module version is in the build info.
+grpcurl_version() { go version -m "$bin/grpcurl" 2>/dev/null | awk '$1 == "mod" { print $3 }'; }
+if [ -x "$bin/grpcurl" ] && [ "$(grpcurl_version)" = "$GRPCURL_VERSION" ]; then
+  echo "grpcurl $GRPCURL_VERSION: cached in $bin"
+else
+  echo "grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+  t=$SECONDS
+  GOBIN="$bin" GOTOOLCHAIN=local go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+  echo "grpcurl: built in $((SECONDS - t))s"
+  [ "$(grpcurl_version)" = "$GRPCURL_VERSION" ] || { echo "grpcurl: built, but not $GRPCURL_VERSION" >&2; exit 1; }
+fi
 lint_sources="$(cat deploy/dockerfile-lint/go.mod deploy/dockerfile-lint/go.sum deploy/dockerfile-lint/*.go | sha256sum | cut -d' ' -f1)"
 if [ -x "$bin/dockerfile-lint" ] && [ "$(cat "$bin/.dockerfile-lint.sha256" 2>/dev/null)" = "$lint_sources" ]; then
   echo "dockerfile-lint: cached in $bin"

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The contract checks CI runs: buf lint, no breaking change against the recorded baseline image
 // (proto/baseline.binpb; refresh it with `npm run proto:baseline` when a change is meant to ship),
-// and generated TypeScript identical to a fresh `buf generate`.
+// and generated TypeScript and the reflection descriptor set (proto/descriptor-set.binpb) identical to a
+// fresh `npm run proto:gen`.
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 
@@ -16,7 +17,12 @@ console.log('buf breaking --against baseline.binpb');
 run(buf, ['breaking', '--against', 'baseline.binpb']);
 console.log('buf generate (must reproduce libs/proto/src/generated exactly)');
 run(buf, ['generate']);
-const drift = execFileSync('git', ['status', '--porcelain', '--', 'libs/proto/src/generated'], { cwd: root })
+run(buf, ['build', '--as-file-descriptor-set', '-o', 'descriptor-set.binpb']);
+const drift = execFileSync(
+  'git',
+  ['status', '--porcelain', '--', 'libs/proto/src/generated', 'proto/descriptor-set.binpb'],
+  { cwd: root },
+)
   .toString()
   .trim();
 if (drift) {

@@ -10,7 +10,12 @@ import { NestFactory } from '@nestjs/core';
 import { type MicroserviceOptions, Transport } from '@nestjs/microservices';
 import type { ChannelOptions, Server, ServerCredentials } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { loadPackageDefinition, type PROTO_FILES } from '@deit-serve/proto';
+import {
+  loadPackageDefinition,
+  reflectionPackageDefinition,
+  servicesIn,
+  type PROTO_FILES,
+} from '@deit-serve/proto';
 import { type AccessRules, authInterceptor, exposeRepeatedAuthorization, TokenAuthenticator } from './auth';
 import { GrpcExceptionFilter } from './errors';
 import { applyFlowControlWindow } from './flow-control';
@@ -93,12 +98,18 @@ export async function createGrpcMicroservice(
       },
       gracefulShutdown: true,
       ...(credentials ? { credentials } : {}),
-      onLoadPackageDefinition: (pkg: unknown, server: Server) => {
+      onLoadPackageDefinition: (_pkg: unknown, server: Server) => {
         // The server is bound (not yet serving: handlers are added after this); new sessions get the window.
         if (options.flowControlWindowBytes) applyFlowControlWindow(server, options.flowControlWindowBytes);
         if (authenticator) exposeRepeatedAuthorization(server);
         if (!options.reflection) return;
-        new ReflectionService(pkg as ConstructorParameters<typeof ReflectionService>[0]).addToServer(server);
+        // The descriptors buf compiled (not proto-loader's rebuilt ones, which reflection clients
+        // cannot resolve); only the services this process serves are listed.
+        // ReflectionService reads nothing but each entry's `fileDescriptorProtos`.
+        type ReflectedPackage = ConstructorParameters<typeof ReflectionService>[0];
+        new ReflectionService(reflectionPackageDefinition() as unknown as ReflectedPackage, {
+          services: servicesIn([...options.packages, 'grpc.health.v1']),
+        }).addToServer(server);
         logger.log(`server reflection enabled${authenticator ? ' (for callers with a valid token)' : ''}`);
       },
     },

@@ -9,5 +9,11 @@ export * as healthV1 from './generated/nest/grpc/health/v1/health';
 export * as inferenceV1Client from './generated/grpc-js/deit/inference/v1/inference';
 export * as trainerV1Client from './generated/grpc-js/deit/trainer/v1/trainer';
 export * as healthV1Client from './generated/grpc-js/grpc/health/v1/health';
+export {
+  DESCRIPTOR_SET_FILE,
+  fileDescriptorProtos,
+  reflectionPackageDefinition,
+  servicesIn,
+} from './descriptors';
 export { loadPackageDefinition } from './package-definition';
 export { GRPC_LOADER_OPTIONS, PROTO_FILES, grpcLoaderOptions, protoRoot } from './proto-files';

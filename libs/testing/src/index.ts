@@ -9,3 +9,4 @@ export {
   type TestCert,
   type TestPki,
 } from '@deit-serve/grpc-server/testing';
+export { bufCurl, grpcurl, grpcurlPath, type ToolRun } from './reflection-clients';
