@@ -98,6 +98,7 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
               workDir: config.workDir,
               maxConcurrentJobs: config.maxConcurrentJobs,
               maxJobWallMs: config.maxJobWallMs,
+              maxRetries: config.jobMaxRetries,
               ...(wiring.worker ? { worker: wiring.worker } : {}),
               ...wiring.runner,
               logger: {

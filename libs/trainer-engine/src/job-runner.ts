@@ -29,6 +29,8 @@ export const JOB_RUNNER_DEFAULTS = {
   progressIntervalMs: 1000,
   /** A job that keeps taking its runner down is failed after this many resumes. */
   maxResumes: 10,
+  /** A job whose worker is killed or hits a full disk is re-queued this many times (DEIT_JOB_MAX_RETRIES). */
+  maxRetries: 3,
 } as const;
 
 /** setTimeout's longest delay; a longer wall-time limit is waited for in steps. */
@@ -60,6 +62,12 @@ export interface JobRunnerOptions {
   readonly pollIntervalMs?: number;
   readonly progressIntervalMs?: number;
   readonly maxResumes?: number;
+  /**
+   * Times a job goes back to the queue, to resume from its checkpoint, after a failure that says
+   * nothing about the job itself: its worker killed by a signal (the OOM killer, a pod kill) or a
+   * full disk (ENOSPC). Past it the job is FAILED. Cancellations and other errors are never retried.
+   */
+  readonly maxRetries?: number;
   /**
    * A job still running this long after it first started (resumes included) is asked to stop — it
    * checkpoints — and is then FAILED with an error that says so. Default: no limit.
@@ -103,6 +111,7 @@ export class JobRunner {
   private readonly pollIntervalMs: number;
   private readonly progressIntervalMs: number;
   private readonly maxResumes: number;
+  private readonly maxRetries: number;
   private readonly maxJobWallMs: number | undefined;
   private readonly logger: RunnerLogger;
   private readonly isOwnerAlive: (owner: string) => boolean | undefined;
@@ -120,6 +129,10 @@ export class JobRunner {
     this.pollIntervalMs = options.pollIntervalMs ?? JOB_RUNNER_DEFAULTS.pollIntervalMs;
     this.progressIntervalMs = options.progressIntervalMs ?? JOB_RUNNER_DEFAULTS.progressIntervalMs;
     this.maxResumes = options.maxResumes ?? JOB_RUNNER_DEFAULTS.maxResumes;
+    this.maxRetries = options.maxRetries ?? JOB_RUNNER_DEFAULTS.maxRetries;
+    if (!Number.isSafeInteger(this.maxRetries) || this.maxRetries < 0) {
+      throw new RangeError(`maxRetries must be a non-negative integer, got ${this.maxRetries}`);
+    }
     this.maxJobWallMs = options.maxJobWallMs;
     this.logger = options.logger ?? SILENT_LOGGER;
     this.isOwnerAlive = options.isOwnerAlive ?? sameHostPidAlive;
@@ -416,6 +429,26 @@ export class JobRunner {
         ? final.error
         : `worker ${signal ? `was killed by ${signal}` : `exited with code ${code ?? '?'}`} before the job finished` +
           (active.stderrTail.trim() ? `: ${lastLines(active.stderrTail, 5)}` : '');
+    if (isRetryable(final, signal)) {
+      const { retries, attempts } = store.get(id);
+      if (retries < this.maxRetries) {
+        const from = checkpoint ? `the epoch ${checkpoint.epoch} checkpoint` : 'the start';
+        store.transition(id, 'QUEUED', {
+          ...guard,
+          retry: true,
+          message: `${retryCause(error)}; retry ${retries + 1} of ${this.maxRetries}: re-queued to resume from ${from}`,
+        });
+        this.logger.warn(`job ${id}: ${retryCause(error)}; re-queued (retry ${retries + 1})`);
+        return;
+      }
+      store.transition(id, 'FAILED', {
+        ...guard,
+        error:
+          `${retryCause(error)}; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} ` +
+          `(${this.maxRetries} retr${this.maxRetries === 1 ? 'y' : 'ies'} allowed: DEIT_JOB_MAX_RETRIES)`,
+      });
+      return;
+    }
     store.transition(id, 'FAILED', { ...guard, error });
   }
 
@@ -469,6 +502,25 @@ export class JobRunner {
         this.logger.warn(`job ${active.job.id}: could not send ${message.type}: ${describeError(error)}`);
     });
   }
+}
+
+/**
+ * Failures that say nothing about the job: its worker killed by a signal (the OOM killer sends
+ * SIGKILL; the runner's own kills happen only after a cancel, a shutdown or a timeout, which are
+ * handled before) or a full disk. A job that threw anything else would throw it again.
+ */
+function isRetryable(
+  final: Extract<WorkerMessage, { type: 'done' | 'failed' }> | undefined,
+  signal: NodeJS.Signals | null,
+): boolean {
+  if (final === undefined) return signal !== null;
+  return final.type === 'failed' && !final.aborted && /\bENOSPC\b/.test(final.error);
+}
+
+/** The first line of a failure, without the worker's stderr (kept for the final error only). */
+function retryCause(error: string): string {
+  const cut = error.indexOf(' before the job finished');
+  return cut >= 0 ? error.slice(0, cut + ' before the job finished'.length) : error;
 }
 
 /** `<host>:<pid>:...` owners on this host are alive iff their pid is; elsewhere we cannot tell. */

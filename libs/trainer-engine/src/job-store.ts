@@ -60,6 +60,7 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX checkpoints_by_job ON checkpoints (job_id, num);
   `,
+  `ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 export const JOB_STORE_SCHEMA_VERSION = MIGRATIONS.length;
@@ -82,6 +83,7 @@ interface JobRow {
   result: string | null;
   resumes: number;
   attempts: number;
+  retries: number;
   backend: string | null;
   request_id: string | null;
   owner: string | null;
@@ -141,6 +143,8 @@ export interface TransitionOptions {
   readonly result?: unknown;
   /** Appended as a message event after the state event. */
   readonly message?: string;
+  /** RUNNING → QUEUED after a retryable failure: counts against the job's retry budget. */
+  readonly retry?: boolean;
 }
 
 export type StoreChange =
@@ -313,6 +317,7 @@ export class JobStore {
              owner = CASE WHEN @keepOwner THEN owner ELSE NULL END,
              lease_expires_at = CASE WHEN @keepOwner THEN lease_expires_at ELSE NULL END,
              resumes = resumes + @resumed,
+             retries = retries + @retried,
              error = COALESCE(@error, error),
              result = COALESCE(@result, result)
            WHERE id = @id`,
@@ -324,6 +329,7 @@ export class JobStore {
           terminal: terminal ? 1 : 0,
           keepOwner: to === 'CANCELLING' ? 1 : 0,
           resumed: to === 'QUEUED' ? 1 : 0,
+          retried: to === 'QUEUED' && options.retry === true ? 1 : 0,
           error: options.error ?? null,
           result: options.result === undefined ? null : JSON.stringify(options.result),
         });
@@ -588,6 +594,7 @@ function toRecord<Spec = unknown, Result = unknown>(row: JobRow): JobRecord<Spec
     ...(row.result !== null && { result: JSON.parse(row.result) as Result }),
     resumes: row.resumes,
     attempts: row.attempts,
+    retries: row.retries,
     ...(row.backend !== null && { backend: row.backend }),
     ...(row.request_id !== null && { requestId: row.request_id }),
     ...(row.owner !== null && { owner: row.owner }),

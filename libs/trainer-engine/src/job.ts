@@ -102,6 +102,8 @@ export interface JobRecord<Spec = unknown, Result = unknown> {
   readonly resumes: number;
   /** Times a runner claimed the job. */
   readonly attempts: number;
+  /** Times it went back to the queue after a retryable failure (worker killed, disk full). */
+  readonly retries: number;
   readonly backend?: string;
   readonly requestId?: string;
   /** The runner holding a RUNNING or CANCELLING job. */

@@ -51,6 +51,7 @@ describe('proto mapping', () => {
       },
       resumes: 1,
       attempts: 2,
+      retries: 0,
       backend: 'wasm',
     };
     const proto = toProtoJob(job);

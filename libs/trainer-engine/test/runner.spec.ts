@@ -157,6 +157,53 @@ describe('JobRunner', () => {
     expect((await ended(noExport)).error).toMatch(/exports no job function named "missing"/);
   });
 
+  it('retries a job whose worker was SIGKILLed (OOM killer): it resumes from its checkpoint and succeeds', async () => {
+    const id = fake({ epochs: 3, epochMs: 150, sigkillAtEpoch: 2, faultyAttempts: 1 });
+    runner({ maxRetries: 3 });
+    const job = await ended(id);
+    expect(job).toMatchObject({ state: 'SUCCEEDED', attempts: 2, retries: 1 });
+    const starts = readFakeLog(log).filter((e) => e.event === 'start');
+    // The second attempt starts after the epoch-1 checkpoint, not from scratch.
+    expect(starts.map((s) => [s.attempt, s.from])).toEqual([
+      [1, 1],
+      [2, 2],
+    ]);
+    expect(epochsDone(id)).toEqual([1, 2, 3]);
+    const messages = store.events(id).flatMap((e) => (e.body.type === 'message' ? [e.body.message] : []));
+    expect(messages).toContain(
+      'worker was killed by SIGKILL before the job finished; retry 1 of 3: re-queued to resume from the epoch 1 checkpoint',
+    );
+  });
+
+  it('retries a job that hit a full disk (ENOSPC) from its checkpoint', async () => {
+    const id = fake({ epochs: 2, epochMs: 150, enospcAtEpoch: 2, faultyAttempts: 2 });
+    runner({ maxRetries: 3 });
+    expect(await ended(id)).toMatchObject({ state: 'SUCCEEDED', attempts: 3, retries: 2 });
+    expect(epochsDone(id)).toEqual([1, 2]);
+  });
+
+  it('fails a job once its retry budget is spent, saying how many attempts were made', async () => {
+    const killed = fake({ epochs: 2, epochMs: 100, sigkillAtEpoch: 1 });
+    const full = fake({ epochs: 2, epochMs: 100, enospcAtEpoch: 1 });
+    runner({ maxRetries: 2, maxConcurrentJobs: 2 });
+    const a = await ended(killed);
+    expect(a).toMatchObject({ state: 'FAILED', attempts: 3, retries: 2 });
+    expect(a.error).toBe(
+      'worker was killed by SIGKILL before the job finished; gave up after 3 attempts (2 retries allowed: DEIT_JOB_MAX_RETRIES)',
+    );
+    const b = await ended(full);
+    expect(b).toMatchObject({ state: 'FAILED', attempts: 3 });
+    expect(b.error).toMatch(
+      /^ENOSPC: no space left on device.*; gave up after 3 attempts \(2 retries allowed/,
+    );
+  });
+
+  it('never retries a job that failed or was cancelled', async () => {
+    const thrown = fake({ epochs: 2, epochMs: 100, failAtEpoch: 1 });
+    runner({ maxRetries: 3 });
+    expect(await ended(thrown)).toMatchObject({ state: 'FAILED', attempts: 1, retries: 0 });
+  });
+
   it('re-queues running jobs on stop; the next runner resumes them from their checkpoint', async () => {
     const id = fake({ epochs: 3, epochMs: 300 });
     const first = runner();
