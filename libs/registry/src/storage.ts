@@ -14,8 +14,15 @@ export interface ModelRegistry {
   listModels(): Promise<string[]>;
   /** Published versions of a model, ascending. */
   listVersions(model: string): Promise<number[]>;
-  /** Current alias targets of a model. */
+  /** Current alias targets of a model; a damaged alias file fails it (IntegrityError). */
   getAliases(model: string): Promise<Record<string, number>>;
+  /** Current alias targets, and the alias files that cannot be read reported apart instead of failing. */
+  inspectAliases(model: string): Promise<{ aliases: Record<string, number>; broken: BrokenAlias[] }>;
+  /**
+   * Rewrites each damaged alias file of a model from its last recorded change (the history is the record);
+   * one without history is set aside. Returns what it repaired; changes no target the history names.
+   */
+  repairAliases(model: string): Promise<RepairedAlias[]>;
   /** Resolves a ref to a concrete version without reading the version (see {@link ModelRef} for the rules). */
   resolve(ref: ModelRef | string): Promise<ResolvedRef>;
   /**
@@ -98,6 +105,23 @@ export interface VerifyReport {
   /** Set when the manifest itself is unreadable; `files` is then empty. */
   problem?: string;
   files: FileCheck[];
+}
+
+/** An alias file that cannot be read, with the last target the history records for its alias. */
+export interface BrokenAlias {
+  alias: string;
+  /** Relative to the registry root. */
+  file: string;
+  problem: string;
+  /** Where the alias history last pointed it (null: deleted, or no history for it). */
+  lastRecorded: number | null;
+}
+
+export interface RepairedAlias {
+  alias: string;
+  file: string;
+  /** The target the pointer was rewritten to from the history; null: no history, the file was set aside. */
+  restored: number | null;
 }
 
 export interface ChangeOptions {

@@ -58,8 +58,8 @@ describe('deit models', () => {
 
     const json = JSON.parse((await run(['list', '--json'])).stdout) as { models: unknown[] };
     expect(json.models).toEqual([
-      { name: 'deit-tiny', versions: [1, 2, 3], aliases: { production: 2, staging: 3 } },
-      { name: 'other', versions: [1], aliases: {} },
+      { name: 'deit-tiny', versions: [1, 2, 3], aliases: { production: 2, staging: 3 }, brokenAliases: [] },
+      { name: 'other', versions: [1], aliases: {}, brokenAliases: [] },
     ]);
   });
 
@@ -182,5 +182,74 @@ describe('deit models', () => {
     const nothingToRollBack = await run(['rollback', 'deit-tiny', '--alias', 'production']);
     expect(nothingToRollBack.code).toBe(EXIT_FAILURE);
     expect(nothingToRollBack.stderr).toContain('has no earlier target to roll back to');
+  });
+
+  it('lists a registry with a damaged alias file, naming it, and repairs it from the history', async () => {
+    await publishThree();
+    await registry.publish('other', sampleRequest('o'));
+    await registry.setAlias('deit-tiny', 'production', 1);
+    await registry.setAlias('deit-tiny', 'production', 2);
+    await registry.setAlias('deit-tiny', 'staging', 3);
+    await writeFile(join(dir, 'deit-tiny', 'aliases', 'production.json'), '{"seq": 2, "to": ');
+    const notice =
+      'damaged alias file deit-tiny/aliases/production.json: alias file deit-tiny/aliases/production.json is ' +
+      'not valid JSON (the history last set it to 2); `deit models repair deit-tiny` restores it\n';
+
+    const models = await run(['list']);
+    expect(models).toEqual({
+      code: EXIT_OK,
+      stdout:
+        'MODEL      VERSIONS  LATEST  ALIASES\n' +
+        'deit-tiny  3         3       production=DAMAGED staging=3\n' +
+        'other      1         1       -\n',
+      stderr: notice,
+    });
+    const json = JSON.parse((await run(['list', '--json'])).stdout) as { models: unknown[] };
+    expect(json.models[0]).toEqual({
+      name: 'deit-tiny',
+      versions: [1, 2, 3],
+      aliases: { staging: 3 },
+      brokenAliases: [
+        {
+          alias: 'production',
+          file: 'deit-tiny/aliases/production.json',
+          problem: 'alias file deit-tiny/aliases/production.json is not valid JSON',
+          lastRecorded: 2,
+        },
+      ],
+    });
+    const versions = await run(['list', 'deit-tiny']);
+    expect(versions.code).toBe(EXIT_OK);
+    expect(versions.stdout.trimEnd().split('\n')[3]).toMatch(/^3 +.* staging$/);
+    expect(versions.stderr).toBe(notice);
+    expect((await run(['show', 'deit-tiny:3'])).code).toBe(EXIT_OK);
+    // Other aliases still move.
+    expect((await run(['promote', 'deit-tiny:1', '--alias', 'staging'])).code).toBe(EXIT_OK);
+
+    expect(await run(['repair', 'deit-tiny'])).toEqual({
+      code: EXIT_OK,
+      stdout:
+        'deit-tiny@production: restored to 2 from the alias history (deit-tiny/aliases/production.json)\n',
+      stderr: '',
+    });
+    expect((await run(['list'])).stdout).toContain('production=2 staging=1');
+    expect(await run(['repair', 'deit-tiny'])).toEqual({
+      code: EXIT_OK,
+      stdout: 'deit-tiny: no damaged alias files\n',
+      stderr: '',
+    });
+  });
+
+  it('repairs a damaged alias by promoting over it', async () => {
+    await publishThree();
+    await registry.setAlias('deit-tiny', 'production', 1);
+    await writeFile(join(dir, 'deit-tiny', 'aliases', 'production.json'), '');
+    expect((await run(['promote', 'deit-tiny:3', '--alias', 'production'])).stdout).toBe(
+      'deit-tiny@production: 1 -> 3\n',
+    );
+    expect(await run(['list'])).toMatchObject({
+      stdout: expect.stringContaining('production=3'),
+      stderr: '',
+    });
   });
 });

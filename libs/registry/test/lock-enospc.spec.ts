@@ -13,9 +13,10 @@ vi.mock('node:fs/promises', async (importOriginal) => {
     const handle = await actual.open(...args);
     if (disk.failNextLockWrite && basename(String(args[0])).startsWith('.lock')) {
       disk.failNextLockWrite = false;
-      const enospc = async (): Promise<never> => {
-        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-      };
+      const enospc = (): Promise<never> =>
+        Promise.reject(
+          Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }),
+        );
       Object.assign(handle, { writeFile: enospc, write: enospc });
     }
     return handle;

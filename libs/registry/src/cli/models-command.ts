@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { DirectoryRegistry } from '../directory/directory-registry';
 import type { Manifest } from '../manifest';
 import { parseModelRef } from '../refs';
-import type { ModelRegistry, VerifyReport } from '../storage';
+import type { BrokenAlias, ModelRegistry, VerifyReport } from '../storage';
 
 export interface CommandIo {
   stdout: NodeJS.WritableStream;
@@ -30,6 +30,7 @@ Commands:
   show REF                              manifest of a version (files are verified)
   promote REF --alias A [--reason R]    point alias A of the model at the version REF resolves to
   rollback NAME --alias A [--reason R]  undo the last move of alias A
+  repair NAME                           rewrite damaged alias files of NAME from the alias history
   verify [REF]                          check sha256 and size of every file (all versions when no REF)
   gc [--keep N] [--dry-run]             keep the newest N versions per model (default ${DEFAULT_GC_KEEP}) and aliased ones
 
@@ -113,6 +114,7 @@ const COMMANDS: Record<string, ((ctx: Context) => Promise<number>) | undefined> 
   show: showCommand,
   promote: promoteCommand,
   rollback: rollbackCommand,
+  repair: repairCommand,
   verify: verifyCommand,
   gc: gcCommand,
 };
@@ -167,7 +169,8 @@ async function listCommand(ctx: Context): Promise<number> {
     const models = [];
     for (const name of await registry.listModels()) {
       const versions = await registry.listVersions(name);
-      models.push({ name, versions, aliases: await registry.getAliases(name) });
+      const { aliases, broken } = await registry.inspectAliases(name);
+      models.push({ name, versions, aliases, brokenAliases: broken });
     }
     if (ctx.json) {
       printJson(ctx, { models });
@@ -178,12 +181,16 @@ async function listCommand(ctx: Context): Promise<number> {
         m.name,
         String(m.versions.length),
         String(m.versions[m.versions.length - 1] ?? '-'),
-        Object.entries(m.aliases)
-          .sort(([a], [b]) => a.localeCompare(b))
+        [
+          ...Object.entries(m.aliases).map(([a, v]) => [a, String(v)]),
+          ...m.brokenAliases.map((b) => [b.alias, 'DAMAGED']),
+        ]
+          .sort(([a = ''], [b = '']) => a.localeCompare(b))
           .map(([a, v]) => `${a}=${v}`)
           .join(' ') || '-',
       ]);
       print(ctx, formatTable(['MODEL', 'VERSIONS', 'LATEST', 'ALIASES'], rows));
+      for (const m of models) reportBroken(ctx, m.name, m.brokenAliases);
     }
     return EXIT_OK;
   }
@@ -192,7 +199,7 @@ async function listCommand(ctx: Context): Promise<number> {
     throw new UsageError(`list takes a model name, not a reference: ${JSON.stringify(model)}`);
   }
   const versions = await registry.listVersions(model);
-  const aliases = await registry.getAliases(model);
+  const { aliases, broken } = await registry.inspectAliases(model);
   const entries: { version: number; aliases: string[]; manifest?: Manifest; problem?: string }[] = [];
   for (const version of versions) {
     try {
@@ -218,6 +225,7 @@ async function listCommand(ctx: Context): Promise<number> {
         metrics: e.manifest?.metrics ?? null,
         problem: e.problem ?? null,
       })),
+      brokenAliases: broken,
     });
     return EXIT_OK;
   }
@@ -234,13 +242,25 @@ async function listCommand(ctx: Context): Promise<number> {
         ],
   );
   print(ctx, formatTable(['VERSION', 'CREATED', 'PRESET', 'TOP1-CLS', 'TOP1-DIST', 'ALIASES'], rows));
+  reportBroken(ctx, model, broken);
   return EXIT_OK;
+}
+
+/** Damaged alias files go to stderr, so that the table on stdout keeps its shape. */
+function reportBroken(ctx: Context, model: string, broken: readonly BrokenAlias[]): void {
+  for (const b of broken) {
+    const recorded =
+      b.lastRecorded === null ? 'no target in the history' : `the history last set it to ${b.lastRecorded}`;
+    ctx.io.stderr.write(
+      `damaged alias file ${b.file}: ${b.problem} (${recorded}); \`deit models repair ${model}\` restores it\n`,
+    );
+  }
 }
 
 async function showCommand(ctx: Context): Promise<number> {
   const [ref] = positional(ctx, { min: 1, max: 1 }, 'REF');
   const info = await ctx.registry.getManifest(ref ?? '');
-  const aliases = aliasesOf(await ctx.registry.getAliases(info.model), info.version);
+  const aliases = aliasesOf((await ctx.registry.inspectAliases(info.model)).aliases, info.version);
   const { manifest } = info;
   if (ctx.json) {
     printJson(ctx, {
@@ -349,6 +369,24 @@ async function rollbackCommand(ctx: Context): Promise<number> {
       ctx,
       `${entry.model}@${alias}: ${entry.from ?? '(unset)'} -> ${entry.to ?? '(unset)'} (rolled back)`,
     );
+  return EXIT_OK;
+}
+
+async function repairCommand(ctx: Context): Promise<number> {
+  const [name] = positional(ctx, { min: 1, max: 1 }, 'NAME');
+  const ref = parseModelRef(name ?? '');
+  if (ref.kind !== 'default') throw new UsageError(`repair takes a model name, not ${JSON.stringify(name)}`);
+  const repaired = await ctx.registry.repairAliases(ref.name);
+  if (ctx.json) {
+    printJson(ctx, { model: ref.name, repaired });
+    return EXIT_OK;
+  }
+  const lines = repaired.map((r) =>
+    r.restored === null
+      ? `${ref.name}@${r.alias}: no history to restore it from; ${r.file} set aside, the alias is unset`
+      : `${ref.name}@${r.alias}: restored to ${r.restored} from the alias history (${r.file})`,
+  );
+  print(ctx, lines.length > 0 ? lines.join('\n') : `${ref.name}: no damaged alias files`);
   return EXIT_OK;
 }
 

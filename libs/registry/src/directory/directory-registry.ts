@@ -6,10 +6,9 @@ import {
   NotFoundError,
 } from '@deit-serve/core';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
-import { z } from 'zod';
 import {
   formatLabelsText,
   LABELS_FILE,
@@ -34,6 +33,7 @@ import {
 } from '../refs';
 import type {
   AliasHistoryEntry,
+  BrokenAlias,
   ChangeOptions,
   FileCheck,
   GcOptions,
@@ -42,6 +42,7 @@ import type {
   ModelRegistry,
   PublishRequest,
   RegistryListener,
+  RepairedAlias,
   RegistrySubscription,
   ResolvedRef,
   VerifyReport,
@@ -57,10 +58,9 @@ import {
   isNotFound,
   newestMtimeMs,
   readdirIfExists,
-  readTextIfExists,
-  writeFileAtomic,
   writeNewFile,
 } from './fs-util';
+import { AliasFiles, ALIASES_DIR, isValidName, lastChange, rollbackTarget } from './alias-files';
 import { LOCK_DRAFT_INFIX, withFileLock } from './lock';
 import { readSource, validateSources, verifyStaged, writeSource } from './staging';
 import { RegistryWatcher, type RegistrySnapshot, type WatchStrategy } from './watcher';
@@ -83,21 +83,7 @@ export const DEFAULT_TEMP_MAX_AGE_MS = 60 * 60 * 1000;
 const TEMP_DIR = '.tmp';
 const CLAIMS_DIR = '.claims';
 const LOCK_FILE = '.lock';
-const ALIASES_DIR = 'aliases';
-const HISTORY_FILE = 'alias-history.jsonl';
 const VERSION_DIR_PATTERN = /^[1-9][0-9]*$/;
-
-const historyEntrySchema = z.strictObject({
-  seq: z.int().positive(),
-  at: z.string(),
-  model: z.string(),
-  alias: z.string(),
-  action: z.enum(['set', 'delete', 'rollback']),
-  from: z.int().positive().nullable(),
-  to: z.int().positive().nullable(),
-  actor: z.string(),
-  reason: z.string().nullable(),
-});
 
 function defaultActor(): string {
   try {
@@ -131,12 +117,14 @@ function label(model: string, version: number): string {
 export class DirectoryRegistry implements ModelRegistry {
   readonly root: string;
   private readonly lockOptions: { timeoutMs: number; staleMs: number };
+  private readonly aliasFiles: AliasFiles;
 
   private constructor(
     root: string,
     private readonly options: DirectoryRegistryOptions,
   ) {
     this.root = resolve(root);
+    this.aliasFiles = new AliasFiles(this.root);
     this.lockOptions = { timeoutMs: options.lockTimeoutMs ?? 10_000, staleMs: options.lockStaleMs ?? 30_000 };
   }
 
@@ -157,9 +145,6 @@ export class DirectoryRegistry implements ModelRegistry {
   }
   private versionDir(model: string, version: number): string {
     return join(this.root, model, String(version));
-  }
-  private aliasFile(model: string, alias: string): string {
-    return join(this.root, model, ALIASES_DIR, `${alias}.json`);
   }
 
   // ---- listing and resolution --------------------------------------------------------------------------
@@ -201,43 +186,38 @@ export class DirectoryRegistry implements ModelRegistry {
 
   async getAliases(model: string): Promise<Record<string, number>> {
     await this.listVersions(model);
-    const aliases: Record<string, number> = {};
-    for (const [alias, entry] of await this.readPointers(model)) {
-      if (entry.to !== null) aliases[alias] = entry.to;
-    }
-    return aliases;
+    return targets(await this.aliasFiles.readAllPointers(model));
   }
 
-  /** Last change of every alias of a model, deleted ones included (their `to` is null). */
-  private async readPointers(model: string): Promise<Map<string, AliasHistoryEntry>> {
-    const pointers = new Map<string, AliasHistoryEntry>();
-    for (const entry of (await readdirIfExists(join(this.modelDir(model), ALIASES_DIR))).sort()) {
-      if (!entry.endsWith('.json')) continue; // e.g. temp files of an interrupted atomic write
-      const alias = entry.slice(0, -'.json'.length);
-      if (!isValidName(alias)) continue;
-      const pointer = await this.readPointer(model, alias);
-      if (pointer !== undefined) pointers.set(alias, pointer);
-    }
-    return pointers;
+  async inspectAliases(model: string): Promise<{ aliases: Record<string, number>; broken: BrokenAlias[] }> {
+    await this.listVersions(model);
+    const { pointers, broken } = await this.aliasFiles.readPointers(model);
+    const history = broken.length > 0 ? await this.aliasFiles.readHistory(model) : [];
+    return {
+      aliases: targets(pointers),
+      broken: broken.map(({ alias, problem }) => ({
+        alias,
+        file: this.aliasFiles.relative(model, alias),
+        problem,
+        lastRecorded: lastChange(history, alias)?.to ?? null,
+      })),
+    };
   }
 
-  private async readPointer(model: string, alias: string): Promise<AliasHistoryEntry | undefined> {
-    const path = this.aliasFile(model, alias);
-    const text = await readTextIfExists(path);
-    if (text === undefined) return undefined;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      throw new IntegrityError(`alias file ${model}/${ALIASES_DIR}/${alias}.json is not valid JSON`, {
-        cause: error,
-      });
-    }
-    const result = historyEntrySchema.safeParse(parsed);
-    if (!result.success || result.data.alias !== alias || result.data.model !== model) {
-      throw new IntegrityError(`alias file ${model}/${ALIASES_DIR}/${alias}.json is malformed`);
-    }
-    return result.data;
+  async repairAliases(model: string): Promise<RepairedAlias[]> {
+    await this.listVersions(model);
+    return this.lock(model, async () => {
+      const history = await this.reconcileHistory(model);
+      const repaired: RepairedAlias[] = [];
+      for (const { alias } of (await this.aliasFiles.readPointers(model)).broken) {
+        // The pointer is by definition the alias's last change, so the history restores it exactly.
+        const last = lastChange(history, alias);
+        if (last === undefined) await this.aliasFiles.setAside(model, alias);
+        else await this.aliasFiles.writePointer(model, last);
+        repaired.push({ alias, file: this.aliasFiles.relative(model, alias), restored: last?.to ?? null });
+      }
+      return repaired;
+    });
   }
 
   async resolve(ref: ModelRef | string): Promise<ResolvedRef> {
@@ -274,7 +254,7 @@ export class DirectoryRegistry implements ModelRegistry {
   }
 
   private async aliasTarget(model: string, alias: string): Promise<number | undefined> {
-    const pointer = await this.readPointer(model, alias);
+    const pointer = await this.aliasFiles.readPointer(model, alias);
     if (pointer === undefined || pointer.to === null) return undefined;
     if (!(await exists(join(this.versionDir(model, pointer.to), MANIFEST_FILE)))) {
       // gc never removes alias targets, so this means the version was deleted by hand.
@@ -576,60 +556,13 @@ export class DirectoryRegistry implements ModelRegistry {
     return alias === undefined ? entries : entries.filter((e) => e.alias === alias);
   }
 
-  private async readHistory(model: string): Promise<AliasHistoryEntry[]> {
-    const text = (await readTextIfExists(join(this.modelDir(model), HISTORY_FILE))) ?? '';
-    const lines = text.split('\n');
-    const entries: AliasHistoryEntry[] = [];
-    lines.forEach((line, index) => {
-      if (line.trim() === '') return;
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(line);
-      } catch (error) {
-        // A torn last line is an append cut short by a crash; its change is recovered from the pointer file.
-        if (index === lines.length - 1) return;
-        throw new IntegrityError(`${model}/${HISTORY_FILE}: line ${index + 1} is not valid JSON`, {
-          cause: error,
-        });
-      }
-      const result = historyEntrySchema.safeParse(parsed);
-      if (!result.success)
-        throw new IntegrityError(`${model}/${HISTORY_FILE}: line ${index + 1} is malformed`);
-      entries.push(result.data);
-    });
-    return entries;
-  }
-
-  private async appendHistory(model: string, entry: AliasHistoryEntry): Promise<void> {
-    const path = join(this.modelDir(model), HISTORY_FILE);
-    const handle = await open(path, 'a+');
-    try {
-      // Cut a torn last line (an append interrupted by a crash) so that it does not end up mid-file; the
-      // change it held is restored from its pointer file by reconcileHistory.
-      const { size } = await handle.stat();
-      if (size > 0) {
-        const tailLength = Math.min(size, 64 * 1024);
-        const tail = Buffer.alloc(tailLength);
-        await handle.read(tail, 0, tailLength, size - tailLength);
-        if (tail[tailLength - 1] !== 0x0a) {
-          const lastNewline = tail.lastIndexOf(0x0a);
-          await handle.truncate(lastNewline >= 0 ? size - tailLength + lastNewline + 1 : 0);
-        }
-      }
-      await handle.appendFile(JSON.stringify(entry) + '\n');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  }
-
   /**
    * The pointer file is written before the history line; a crash in between leaves a pointer newer than the
    * history. Called under the lock, this appends such a lost line, so history and pointers agree again.
    */
   private async reconcileHistory(model: string): Promise<AliasHistoryEntry[]> {
     const { history, missing } = await this.effectiveHistory(model);
-    for (const entry of missing) await this.appendHistory(model, entry);
+    for (const entry of missing) await this.aliasFiles.appendHistory(model, entry);
     return [...history, ...missing];
   }
 
@@ -637,9 +570,9 @@ export class DirectoryRegistry implements ModelRegistry {
   private async effectiveHistory(
     model: string,
   ): Promise<{ history: AliasHistoryEntry[]; missing: AliasHistoryEntry[] }> {
-    const history = await this.readHistory(model);
+    const history = await this.aliasFiles.readHistory(model);
     const lastSeq = history.reduce((max, e) => Math.max(max, e.seq), 0);
-    const missing = [...(await this.readPointers(model)).values()]
+    const missing = [...(await this.aliasFiles.readPointers(model)).pointers.values()]
       .filter((p) => p.seq > lastSeq)
       .sort((a, b) => a.seq - b.seq);
     return { history, missing };
@@ -659,10 +592,23 @@ export class DirectoryRegistry implements ModelRegistry {
       actor: options.actor ?? defaultActor(),
       reason: options.reason ?? null,
     };
-    await mkdir(join(this.modelDir(model), ALIASES_DIR), { recursive: true });
-    await writeFileAtomic(this.aliasFile(model, change.alias), JSON.stringify(entry, null, 2) + '\n');
-    await this.appendHistory(model, entry);
+    await this.aliasFiles.writePointer(model, entry);
+    await this.aliasFiles.appendHistory(model, entry);
     return entry;
+  }
+
+  /** The alias's last change; for a damaged pointer file the history's record (writing a new change repairs it). */
+  private async lastChange(
+    model: string,
+    alias: string,
+    history: readonly AliasHistoryEntry[],
+  ): Promise<{ last: AliasHistoryEntry | undefined; damaged: boolean }> {
+    try {
+      return { last: await this.aliasFiles.readPointer(model, alias), damaged: false };
+    } catch (error) {
+      if (!(error instanceof IntegrityError)) throw error;
+      return { last: lastChange(history, alias), damaged: true };
+    }
   }
 
   async setAlias(
@@ -678,8 +624,8 @@ export class DirectoryRegistry implements ModelRegistry {
     await this.getManifest({ name: model, kind: 'version', version });
     return this.lock(model, async () => {
       const history = await this.reconcileHistory(model);
-      const current = await this.readPointer(model, alias);
-      if (current !== undefined && current.to === version) return current;
+      const { last: current, damaged } = await this.lastChange(model, alias, history);
+      if (!damaged && current !== undefined && current.to === version) return current;
       await this.resolve({ name: model, kind: 'version', version });
       return this.recordChange(
         model,
@@ -696,7 +642,7 @@ export class DirectoryRegistry implements ModelRegistry {
     await this.listVersions(model);
     return this.lock(model, async () => {
       const history = await this.reconcileHistory(model);
-      const current = await this.readPointer(model, alias);
+      const { last: current } = await this.lastChange(model, alias, history);
       if (current === undefined || current.to === null) {
         throw new NotFoundError(`model ${JSON.stringify(model)} has no alias ${JSON.stringify(alias)}`);
       }
@@ -747,7 +693,7 @@ export class DirectoryRegistry implements ModelRegistry {
         );
       }
       await this.resolve({ name: model, kind: 'version', version: planned });
-      const current = await this.readPointer(model, alias);
+      const { last: current } = await this.lastChange(model, alias, history);
       return this.recordChange(
         model,
         history,
@@ -775,14 +721,8 @@ export class DirectoryRegistry implements ModelRegistry {
       if (await isDirectory(aliasesDir)) snapshot.directories.push(aliasesDir);
       const versions = new Set(await this.scanVersions(model));
       const aliases = new Map<string, number>();
-      let pointers: Map<string, AliasHistoryEntry>;
-      try {
-        pointers = await this.readPointers(model);
-      } catch (error) {
-        // A damaged alias file must not blind the watcher to everything else; it reappears once repaired.
-        if (!(error instanceof IntegrityError)) throw error;
-        pointers = new Map();
-      }
+      // A damaged alias file must not blind the watcher to everything else; it reappears once repaired.
+      const { pointers } = await this.aliasFiles.readPointers(model);
       for (const [alias, pointer] of pointers) if (pointer.to !== null) aliases.set(alias, pointer.to);
       if (versions.size > 0 || aliases.size > 0) snapshot.models.set(model, { versions, aliases });
     }
@@ -814,7 +754,7 @@ export class DirectoryRegistry implements ModelRegistry {
         const protect = (version: number, reason: string): void => {
           reasons.set(version, [...(reasons.get(version) ?? []), reason]);
         };
-        for (const [alias, pointer] of await this.readPointers(model)) {
+        for (const [alias, pointer] of await this.aliasFiles.readAllPointers(model)) {
           if (pointer.to !== null) protect(pointer.to, `alias ${alias}`);
           const back = rollbackTarget(history, alias);
           if (typeof back === 'number') protect(back, `rollback target of ${alias}`);
@@ -891,28 +831,9 @@ export class DirectoryRegistry implements ModelRegistry {
   }
 }
 
-function isValidName(name: string): boolean {
-  try {
-    assertModelName(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * What a rollback of `alias` would restore: each move pushes the target it replaced, each rollback pops one,
- * so repeated rollbacks walk back through earlier targets. undefined: nothing to undo; null: it was unset.
- */
-export function rollbackTarget(
-  history: readonly AliasHistoryEntry[],
-  alias: string,
-): number | null | undefined {
-  const stack: (number | null)[] = [];
-  for (const entry of history) {
-    if (entry.alias !== alias) continue;
-    if (entry.action === 'rollback') stack.pop();
-    else stack.push(entry.from);
-  }
-  return stack.length > 0 ? stack[stack.length - 1] : undefined;
+/** Alias name to version, leaving out deleted aliases. */
+function targets(pointers: ReadonlyMap<string, AliasHistoryEntry>): Record<string, number> {
+  const result: Record<string, number> = {};
+  for (const [alias, entry] of pointers) if (entry.to !== null) result[alias] = entry.to;
+  return result;
 }
