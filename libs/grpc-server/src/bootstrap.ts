@@ -18,6 +18,7 @@ import {
 } from '@deit-serve/proto';
 import { type AccessRules, authInterceptor, exposeRepeatedAuthorization, TokenAuthenticator } from './auth';
 import { GrpcExceptionFilter } from './errors';
+import { undecodableRequestInterceptor } from './undecodable';
 import { applyFlowControlWindow } from './flow-control';
 import { HealthPortModule } from './health';
 import { loadServerSecurity, type SecurityConfig, type ServerSecurity } from './security';
@@ -92,9 +93,12 @@ export async function createGrpcMicroservice(
       channelOptions: {
         ...options.channelOptions,
         // Server interceptors see every call of every service (reflection too) before its handler.
-        ...(authenticator
-          ? { interceptors: [authInterceptor(authenticator, options.access ?? {}, new Logger('auth'))] }
-          : {}),
+        interceptors: [
+          ...(authenticator
+            ? [authInterceptor(authenticator, options.access ?? {}, new Logger('auth'))]
+            : []),
+          undecodableRequestInterceptor(),
+        ],
       },
       gracefulShutdown: true,
       ...(credentials ? { credentials } : {}),

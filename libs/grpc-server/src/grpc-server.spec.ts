@@ -1,5 +1,12 @@
 import 'reflect-metadata';
-import { credentials, loadPackageDefinition, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import {
+  Client,
+  credentials,
+  loadPackageDefinition,
+  Metadata,
+  status,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { dirname, join } from 'node:path';
 import { Module, type INestMicroservice } from '@nestjs/common';
@@ -85,6 +92,26 @@ describe('gRPC service skeleton (health, reflection, error mapping)', () => {
     });
     await done;
     expect(seen).toEqual([S.NOT_SERVING, S.SERVING]);
+  });
+
+  it('answers a request that is not a valid protobuf message with INVALID_ARGUMENT, naming the method', async () => {
+    const raw = new Client(address, credentials.createInsecure());
+    // Field 1 (length-delimited) whose length runs past the end of the message.
+    const invalid = Buffer.from([0x0a, 0x7f, 0x61]);
+    const error = await new Promise<ServiceError>((resolve, reject) =>
+      raw.makeUnaryRequest(
+        '/grpc.health.v1.Health/Check',
+        (bytes: Buffer) => bytes,
+        (bytes: Buffer) => bytes,
+        invalid,
+        (err) => (err ? resolve(err) : reject(new Error('an invalid message was accepted'))),
+      ),
+    );
+    raw.close();
+    expect(error.code).toBe(status.INVALID_ARGUMENT);
+    expect(error.details).toMatch(
+      /^the request is not a valid grpc\.health\.v1\.HealthCheckRequest protobuf message \(.+\)$/,
+    );
   });
 
   it('serves reflection listing the health service', async () => {

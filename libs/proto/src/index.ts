@@ -15,5 +15,5 @@ export {
   reflectionPackageDefinition,
   servicesIn,
 } from './descriptors';
-export { loadPackageDefinition } from './package-definition';
+export { loadPackageDefinition, UndecodableRequest } from './package-definition';
 export { GRPC_LOADER_OPTIONS, PROTO_FILES, grpcLoaderOptions, protoRoot } from './proto-files';

@@ -1,4 +1,4 @@
-import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import { loadSync, type MethodDefinition as LoaderMethod, type PackageDefinition } from '@grpc/proto-loader';
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import { InferenceServiceService } from './generated/grpc-js/deit/inference/v1/inference';
 import { TrainerServiceService } from './generated/grpc-js/deit/trainer/v1/trainer';
@@ -6,6 +6,23 @@ import { HealthService } from './generated/grpc-js/grpc/health/v1/health';
 import { GRPC_LOADER_OPTIONS, PROTO_FILES, protoRoot } from './proto-files';
 
 type AnyMethod = MethodDefinition<unknown, unknown>;
+
+/**
+ * What a request deserializer returns for bytes that are not a valid message, instead of throwing:
+ * grpc-js answers a throwing deserializer with INTERNAL, but the fault is the caller's, so a server
+ * interceptor (libs/grpc-server) answers this with INVALID_ARGUMENT before any handler sees it.
+ */
+export class UndecodableRequest {
+  constructor(
+    /** Fully qualified message type, e.g. `deit.inference.v1.ClassifyRequest`. */
+    readonly type: string,
+    readonly reason: string,
+  ) {}
+
+  get message(): string {
+    return `the request is not a valid ${this.type} protobuf message (${this.reason})`;
+  }
+}
 
 const GENERATED_SERVICES: readonly Record<string, AnyMethod>[] = [
   InferenceServiceService as unknown as Record<string, AnyMethod>,
@@ -37,10 +54,23 @@ export function loadPackageDefinition(files: readonly (keyof typeof PROTO_FILES)
           `${name}.${methodName}: no generated codec for ${method.path}; run npm run proto:gen`,
         );
       }
+      const { type } = (method as unknown as LoaderMethod<unknown, unknown>).requestType;
+      const requestName = (type as { name?: string }).name ?? '';
+      const requestType = `${name.slice(0, name.lastIndexOf('.'))}.${requestName}`;
+      const decode = generated.requestDeserialize;
       // Replaced in place: proto-loader's method objects also carry the descriptors reflection reads.
       Object.assign(method, {
         requestSerialize: generated.requestSerialize,
-        requestDeserialize: generated.requestDeserialize,
+        requestDeserialize: (bytes: Buffer): unknown => {
+          try {
+            return decode(bytes);
+          } catch (error) {
+            return new UndecodableRequest(
+              requestType,
+              error instanceof Error ? error.message : String(error),
+            );
+          }
+        },
         responseSerialize: generated.responseSerialize,
         responseDeserialize: generated.responseDeserialize,
       });
