@@ -1,8 +1,10 @@
 import { InvalidArgumentError } from '@deit-serve/core';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { bombPng, encodePng } from '../test/png';
-import { decodeImage, sniffFormat } from './decode';
+import { DEFAULT_IMAGE_FORMATS, decodeImage, sniffFormat } from './decode';
 import { PixelBudget } from './pixel-budget';
 
 const LIMIT = { maxPixels: 4_000_000 };
@@ -232,5 +234,18 @@ describe('decodeImage: shared pixel budget', () => {
     // Refused from the header: never takes any of the budget.
     await rejects(decodeImage(bombPng(100_000, 100_000), { ...LIMIT, budget }), /above the limit/);
     expect([budget.inUse, budget.queued]).toEqual([0, 0]);
+  });
+});
+
+describe('the formats the API documents', () => {
+  it('are exactly the formats accepted by default (ClassifyRequest.image in the inference proto)', () => {
+    const proto = readFileSync(
+      join(__dirname, '..', '..', '..', 'proto', 'deit', 'inference', 'v1', 'inference.proto'),
+      'utf8',
+    );
+    const comment = /\/\/ An encoded image: ([^(]+) \(/.exec(proto)?.[1];
+    expect(comment, 'ClassifyRequest.image comment').toBeDefined();
+    const documented = (comment ?? '').split(/, | or /).map((name) => name.toLowerCase());
+    expect(documented.sort()).toEqual([...DEFAULT_IMAGE_FORMATS].sort());
   });
 });

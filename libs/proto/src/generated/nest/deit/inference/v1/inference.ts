@@ -41,8 +41,9 @@ export interface ClassifyRequest {
    */
   model: string;
   /**
-   * An encoded image (JPEG, PNG or WebP; grayscale and alpha are handled). Preprocessing follows
-   * the model version's manifest (resize, centre crop, normalise).
+   * An encoded image: JPEG, PNG, WebP, GIF, TIFF or AVIF (the first frame of an animated or
+   * multi-page file; grayscale and alpha are handled). Preprocessing follows the model version's
+   * manifest (resize, centre crop, normalise).
    */
   image?:
     | Uint8Array
