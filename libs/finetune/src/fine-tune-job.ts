@@ -12,22 +12,13 @@
  * The runner loads this module in a worker process and calls {@link fineTuneJob}.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
-import { FailedPreconditionError } from '@deit-serve/core';
-import {
-  batchCount,
-  evalBatches,
-  trainBatches,
-  type AugmentOptions,
-  type BatchInputSpec,
-} from '@deit-serve/datasets';
-import { deriveSeed, initBackend, OnnxIoName, writeSafetensors, type BackendName } from '@deit-serve/model';
+import { batchCount, trainBatches, type AugmentOptions, type BatchInputSpec } from '@deit-serve/datasets';
+import { deriveSeed, initBackend, writeSafetensors, type BackendName } from '@deit-serve/model';
 import { cosineLr, perStep, registerGradients, type BatchArray } from '@deit-serve/model/train';
-import { packageModel } from '@deit-serve/packaging';
-import { DirectoryRegistry, type Metrics, type ModelRegistry } from '@deit-serve/registry';
-import { OnnxModelSession } from '@deit-serve/runtime';
+import { DirectoryRegistry, type ModelRegistry } from '@deit-serve/registry';
 import {
   FINE_TUNE_JOB_KIND,
   type EvalResult,
@@ -52,13 +43,13 @@ import {
   type LossPoint,
   type TrainingHistory,
 } from './checkpoint';
-import { renderCurvesPng } from './curves';
-import { evaluateStudent, forwardEval, top1Of } from './evaluate';
-import { buildLineage, gitCommit } from './lineage';
+import { evaluateStudent, top1Of } from './evaluate';
 import { applyPromotion, policyTop1 } from './promotion';
+import { findPublished, publishOnce, type PublishedMarker, type PublishHook } from './publish';
 import { loadFineTuneSources, type DatasetLimits, type FineTuneSources } from './sources';
 import { createStudentTrainer, type Parallelism, type StudentTrainer } from './student-trainer';
 import { TeacherRunner } from './teacher';
+import { buildVersionRequest } from './version-request';
 
 export interface FineTuneJobOptions {
   /** The registry to read refs from and publish to; default: opened at `registryDir`. */
@@ -83,10 +74,9 @@ export interface FineTuneJobOptions {
   readonly sandbox?: PathSandbox;
   /** How much data the job may load; default: no limit. */
   readonly datasetLimits?: DatasetLimits;
+  /** Called at each step of the publish phase (crash tests). */
+  readonly publishHook?: PublishHook;
 }
-
-/** Absolute tolerance (plus the same relative share of |logit|) of the ONNX-vs-tfjs check at export. */
-export const EXPORT_CHECK_TOLERANCE = 1e-4;
 
 /** This module's path, for the runner's job kinds. */
 export const FINE_TUNE_JOB_MODULE = __filename;
@@ -113,14 +103,7 @@ export function createFineTuneJob(
   return (ctx) => new FineTuneRun(ctx, options).run();
 }
 
-const PUBLISHED_MARKER = 'published.json';
 const START_WEIGHTS = 'student-start.safetensors';
-
-interface PublishedMarker {
-  readonly version: number;
-  readonly sha256: string;
-  readonly finalEval: EvalResult;
-}
 
 /** `AugmentationOptions` of the spec → the datasets library's options. Smoothing is the loss's job. */
 export function augmentOptions(spec: FineTuneJobSpec): AugmentOptions {
@@ -224,7 +207,13 @@ class FineTuneRun {
     if (teacherTop1 !== undefined)
       this.log(`teacher top-1 on ${data.evalSetName}: ${teacherTop1.toFixed(4)}`);
 
-    const published = await this.readPublished();
+    const published = await findPublished({
+      registry,
+      model: spec.outputModel,
+      jobId: ctx.jobId,
+      workDir: ctx.workDir,
+      log: (m) => this.log(m),
+    });
     if (published !== undefined) {
       this.log(
         `v${published.version} was already published by an earlier attempt; applying the promotion policy`,
@@ -324,14 +313,6 @@ class FineTuneRun {
       throw new Error(`checkpoint ${resume.path} was written for another spec; refusing to resume from it`);
     }
     return checkpoint;
-  }
-
-  private async readPublished(): Promise<PublishedMarker | undefined> {
-    try {
-      return JSON.parse(await readFile(join(this.ctx.workDir, PUBLISHED_MARKER), 'utf8')) as PublishedMarker;
-    } catch {
-      return undefined;
-    }
   }
 
   private async train(
@@ -541,78 +522,33 @@ class FineTuneRun {
     finalEval: EvalResult,
     run: { backend: string; evalInput: BatchInputSpec },
   ): Promise<PublishedMarker> {
-    const { spec } = this;
-    const { student, data } = sources;
-    const model = trainer.model;
-    const config = model.config;
-    const { pixels, dims } = firstEvalSamples(sources, run.evalInput, this.options.exportCheckSamples ?? 8);
-    const reference = forwardEval(model, pixels, dims);
-    const classes = config.numClasses;
-    const imageLength = dims[1] * dims[2] * dims[3];
-    const metrics: Metrics = {
-      eval_set: data.evalSetName,
-      top1: {
-        cls: finalEval.cls?.top1 ?? 0,
-        dist: finalEval.dist?.top1 ?? null,
-        avg: finalEval.average?.top1 ?? null,
-      },
-      teacher_top1: finalEval.teacherTop1 ?? null,
-    };
-    const lineage = buildLineage(spec, sources, {
-      backend: run.backend,
-      trainer: { kind: trainer.kind, workers: trainer.workers, microBatchSize: trainer.microBatchSize },
-      attempts: this.ctx.attempt,
-      steps: this.globalStep,
-      trainSeconds: this.trainSeconds,
-      imagesPerSecond:
-        this.trainSeconds > 0 ? (this.globalStep * spec.optimization.batchSize) / this.trainSeconds : 0,
-      gitCommit: await gitCommit(),
+    const { spec, ctx } = this;
+    const marker = await publishOnce({
+      registry,
+      model: spec.outputModel,
+      jobId: ctx.jobId,
+      workDir: ctx.workDir,
+      finalEval,
+      build: () =>
+        buildVersionRequest({
+          jobId: ctx.jobId,
+          spec,
+          sources,
+          trainer,
+          finalEval,
+          history: this.history,
+          backend: run.backend,
+          evalInput: run.evalInput,
+          exportCheckSamples: this.options.exportCheckSamples ?? 8,
+          attempts: ctx.attempt,
+          steps: this.globalStep,
+          trainSeconds: this.trainSeconds,
+        }),
+      signal: ctx.signal,
+      log: (m) => this.log(m),
+      ...(this.options.publishHook !== undefined && { hook: this.options.publishHook }),
     });
-    const curves = await renderCurvesPng(
-      this.history,
-      `${spec.outputModel} · ${spec.distillation.type} distillation · ${data.name} · ${run.backend}`,
-    );
-    const request = await packageModel({
-      spec: { architecture: 'deit', config },
-      preset: student.preset,
-      weights: model.getWeights(),
-      labels: data.labelNames,
-      input: student.input,
-      metrics,
-      lineage,
-      reference: {
-        sample: pixels.slice(0, imageLength),
-        outputs: {
-          [OnnxIoName.clsLogits]: reference.clsLogits.slice(0, classes),
-          ...(reference.distLogits !== undefined && {
-            [OnnxIoName.distLogits]: reference.distLogits.slice(0, classes),
-          }),
-        },
-        tolerance: EXPORT_CHECK_TOLERANCE,
-      },
-      extraFiles: {
-        'curves.png': curves,
-        'training.json': new TextEncoder().encode(
-          JSON.stringify(
-            { final_eval: finalEval, evals: this.history.evals, losses: this.history.losses },
-            null,
-            1,
-          ),
-        ),
-      },
-    });
-    const onnx = request.files['model.onnx'];
-    if (!(onnx instanceof Uint8Array)) throw new Error('packaging returned no model.onnx bytes');
-    await checkExport(onnx, pixels, dims, reference);
-    this.ctx.signal.throwIfAborted();
-    const info = await registry.publish(spec.outputModel, request);
-    const sha256 = info.manifest.files['model.onnx']?.sha256 ?? '';
-    const marker: PublishedMarker = { version: info.version, sha256, finalEval };
-    await writeFileAtomic(
-      join(this.ctx.workDir, PUBLISHED_MARKER),
-      new TextEncoder().encode(JSON.stringify(marker)),
-    );
-    this.log(`published ${spec.outputModel}:${info.version} (${describeEval(finalEval)})`);
+    this.log(`published ${spec.outputModel}:${marker.version} (${describeEval(finalEval)})`);
     return marker;
   }
 
@@ -640,6 +576,7 @@ class FineTuneRun {
       signal: this.ctx.signal,
     });
     this.log(`promotion: ${outcome.reason}`);
+    await this.options.publishHook?.('after-promotion');
     return {
       model: spec.outputModel,
       version: published.version,
@@ -662,59 +599,6 @@ function lossPoint(
     distillation: p.distillation / p.rows,
     lr: p.lr / p.steps,
   };
-}
-
-/** Up to `count` evaluation images (in the model's eval transform) for the export check. */
-function firstEvalSamples(
-  sources: FineTuneSources,
-  inputSpec: BatchInputSpec,
-  count: number,
-): { pixels: Float32Array; dims: readonly [number, number, number, number] } {
-  const first = evalBatches(sources.data.eval, { batchSize: Math.max(1, count), inputSpec }).next();
-  if (first.done === true) throw new Error('the evaluation set is empty');
-  return { pixels: first.value.pixels, dims: first.value.dims };
-}
-
-/**
- * The exported file must reproduce the tfjs model on evaluation samples (both heads), or the job
- * fails: a wrong export never reaches the registry.
- */
-async function checkExport(
-  onnx: Uint8Array,
-  pixels: Float32Array,
-  dims: readonly [number, number, number, number],
-  reference: { clsLogits: Float32Array; distLogits?: Float32Array },
-): Promise<void> {
-  const session = await OnnxModelSession.create(onnx, { logger: { warn: () => undefined } });
-  try {
-    const out = await session.run({ [OnnxIoName.pixelValues]: { data: pixels, dims } });
-    const expected: Array<[string, Float32Array]> = [[OnnxIoName.clsLogits, reference.clsLogits]];
-    if (reference.distLogits !== undefined) expected.push([OnnxIoName.distLogits, reference.distLogits]);
-    for (const [name, want] of expected) {
-      const got = out[name]?.data;
-      let worst = 0;
-      let at = -1;
-      for (let i = 0; i < want.length; i++) {
-        const excess =
-          Math.abs((got?.[i] ?? NaN) - want[i]) - EXPORT_CHECK_TOLERANCE * (1 + Math.abs(want[i]));
-        if (!(excess <= worst)) {
-          worst = Number.isNaN(excess) ? Infinity : excess;
-          at = i;
-        }
-      }
-      if (got === undefined || got.length !== want.length || at >= 0) {
-        const detail =
-          got === undefined || got.length !== want.length
-            ? `missing or wrongly sized (${got?.length ?? 0} values for ${want.length})`
-            : `value ${at} is ${got[at]} in ONNX but ${want[at]} in tfjs`;
-        throw new FailedPreconditionError(
-          `exported ONNX does not reproduce the trained model on evaluation samples: ${name} ${detail}`,
-        );
-      }
-    }
-  } finally {
-    await session.release();
-  }
 }
 
 function describeEval(e: EvalResult): string {

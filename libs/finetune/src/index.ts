@@ -6,13 +6,23 @@
 export {
   augmentOptions,
   createFineTuneJob,
-  EXPORT_CHECK_TOLERANCE,
   FINE_TUNE_JOB_MODULE,
   fineTuneJob,
   fineTuneJobKinds,
   specHash,
   type FineTuneJobOptions,
 } from './fine-tune-job';
+export {
+  findPublished,
+  findVersionOfJob,
+  publishOnce,
+  PUBLISHED_MARKER,
+  type PublishedMarker,
+  type PublishHook,
+  type PublishOnceOptions,
+  type PublishStep,
+} from './publish';
+export { buildVersionRequest, EXPORT_CHECK_TOLERANCE, type VersionRequestInput } from './version-request';
 export {
   CHECKPOINT_FORMAT,
   checkpointFileName,

@@ -17,6 +17,8 @@ export async function gitCommit(env: NodeJS.ProcessEnv = process.env): Promise<s
 }
 
 export interface RunFacts {
+  /** The trainer job publishing the version: a resumed job finds its version by it. */
+  readonly jobId: string;
   readonly backend: string;
   readonly trainer: { readonly kind: string; readonly workers: number; readonly microBatchSize?: number };
   readonly attempts: number;
@@ -90,5 +92,6 @@ export function buildLineage(spec: FineTuneJobSpec, sources: FineTuneSources, fa
     },
     git_commit: facts.gitCommit,
     backend: facts.backend,
+    job_id: facts.jobId,
   };
 }

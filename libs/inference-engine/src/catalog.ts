@@ -73,7 +73,7 @@ export class ModelCatalog {
         datasetSha256: lineage?.dataset?.sha256 ?? '',
         hyperparametersJson: JSON.stringify(lineage?.hyperparameters ?? {}),
         gitCommit: lineage?.git_commit ?? '',
-        jobId: '',
+        jobId: lineage?.job_id ?? '',
       },
       createdAt: new Date(m.created_at),
       parameters: 0,

@@ -113,6 +113,11 @@ export const lineageSchema = z.strictObject({
   git_commit: z.string().min(1).nullable().default(null),
   /** Training backend, e.g. `tfjs-wasm` or `pytorch`. */
   backend: z.string().min(1).nullable().default(null),
+  /**
+   * The trainer job that published this version. A resumed job looks for it to adopt the version
+   * instead of publishing a second one, so each job publishes at most once.
+   */
+  job_id: z.string().min(1).nullable().default(null),
 });
 
 /** A float32 tensor stored little-endian and base64-encoded. */
