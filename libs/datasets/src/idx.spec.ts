@@ -63,16 +63,22 @@ describe('IDX reading', () => {
     expect(labels.content).toEqual(LABELS);
   });
 
-  it('names the file and both magics when the magic is wrong', async () => {
+  it('names the file and the expected magic, never the bytes found, when the magic is wrong', async () => {
     const path = await put('swapped', labelsFile());
     await expect(readIdxImages(path)).rejects.toThrow(
       new InvalidArgumentError(
-        `${path}: bad magic number 0x00000801; expected 0x00000803 for IDX images (ubyte, 3 dims)`,
+        `${path}: not an IDX images (ubyte, 3 dims) file (bad magic number; expected 0x00000803)`,
       ),
     );
     // int32 data (type 0x0c) is not what these data sets use.
     const int32 = await put('int32', idx(0x00000c01, [1], new Uint8Array(4)));
-    await expect(readIdxLabels(int32)).rejects.toThrow(/bad magic number 0x00000c01; expected 0x00000801/);
+    await expect(readIdxLabels(int32)).rejects.toThrow(/bad magic number; expected 0x00000801\)$/);
+    // A text file: nothing of it in the message, in any spelling.
+    const text = await put('text', new TextEncoder().encode('root:x:0:0:root:/root:/bin/bash\n'));
+    const error = (await readIdxImages(text).catch((e: unknown) => e)) as Error;
+    expect(error.message).toBe(
+      `${text}: not an IDX images (ubyte, 3 dims) file (bad magic number; expected 0x00000803)`,
+    );
   });
 
   it('reports truncation: short header, short data, cut gzip stream', async () => {
@@ -95,10 +101,10 @@ describe('IDX reading', () => {
     await expect(readIdxLabels(trailing)).rejects.toThrow(`${trailing}: 2 unexpected bytes after the 5 data`);
   });
 
-  it('rejects a label outside the class range, naming index and value', async () => {
+  it('rejects a label outside the class range, naming its index (not the byte)', async () => {
     const path = await put('bad-labels', labelsFile(Uint8Array.from([0, 1, 10, 2, 3])));
     await expect(readIdxLabels(path, 10)).rejects.toThrow(
-      new InvalidArgumentError(`${path}: label 10 at index 2 is out of range; expected 0–9`),
+      new InvalidArgumentError(`${path}: the label at index 2 is out of range; expected 0–9`),
     );
   });
 

@@ -1,10 +1,8 @@
-import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
-import { InvalidArgumentError, NotFoundError } from '@deit-serve/core';
+import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '@deit-serve/core';
 import { packedDataset, type ImageDataset } from './dataset';
+import { FileAccess, type CheckedFile } from './file-access';
+import { hex, readIdxBytes, type IdxReadLimits } from './idx-read';
 
 /**
  * IDX files (LeCun's MNIST format, also Fashion-MNIST's): a 4-byte magic `00 00 <type> <ndims>`,
@@ -12,8 +10,6 @@ import { packedDataset, type ImageDataset } from './dataset';
  * these data sets and only they are accepted. Files may be gzip-compressed; that is detected from
  * the content (1f 8b), not the name.
  */
-
-const gunzipAsync = promisify(gunzip);
 
 /** `00 00 08 03`: unsigned bytes, three dimensions (count, rows, columns). */
 export const IDX_IMAGES_MAGIC = 0x00000803;
@@ -48,6 +44,9 @@ export const FASHION_MNIST_FILES: Readonly<
 
 const INSTALL_HINT = 'install it with `apt-get install dataset-fashion-mnist`';
 
+const IMAGES_WHAT = 'IDX images (ubyte, 3 dims)';
+const LABELS_WHAT = 'IDX labels (ubyte, 1 dim)';
+
 export interface IdxImages {
   /** N × rows × cols bytes, row-major. */
   readonly pixels: Uint8Array;
@@ -63,23 +62,10 @@ export interface IdxFile<T> {
   readonly content: T;
 }
 
-function hex(magic: number): string {
-  return `0x${magic.toString(16).padStart(8, '0')}`;
-}
-
-/** Decompresses if gzip, else returns the bytes; `name` words the errors. */
-async function inflate(bytes: Uint8Array, name: string): Promise<Uint8Array> {
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    try {
-      return new Uint8Array(await gunzipAsync(bytes));
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      throw new InvalidArgumentError(`${name}: gzip data is truncated or corrupt (${reason})`, {
-        cause: err,
-      });
-    }
-  }
-  return bytes;
+/** How IDX files are opened and how much they may hold. */
+export interface IdxReadOptions extends IdxReadLimits {
+  /** Opens every file (a sandbox passes its own); default: anywhere, still regular files only. */
+  readonly files?: FileAccess;
 }
 
 /** Validates the header and returns the dimensions and the data view that follows it. */
@@ -94,15 +80,14 @@ function parseHeader(
     );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const magic = view.getUint32(0);
-  if (magic !== expectedMagic) {
-    const what =
-      expectedMagic === IDX_IMAGES_MAGIC ? 'IDX images (ubyte, 3 dims)' : 'IDX labels (ubyte, 1 dim)';
+  if (view.getUint32(0) !== expectedMagic) {
+    // The value read is not shown: the file may be anything.
+    const what = expectedMagic === IDX_IMAGES_MAGIC ? IMAGES_WHAT : LABELS_WHAT;
     throw new InvalidArgumentError(
-      `${name}: bad magic number ${hex(magic)}; expected ${hex(expectedMagic)} for ${what}`,
+      `${name}: not an ${what} file (bad magic number; expected ${hex(expectedMagic)})`,
     );
   }
-  const ndims = magic & 0xff;
+  const ndims = expectedMagic & 0xff;
   const headerLength = 4 + 4 * ndims;
   if (bytes.length < headerLength) {
     throw new InvalidArgumentError(
@@ -140,7 +125,7 @@ export function parseIdxLabels(bytes: Uint8Array, name = 'IDX labels', numClasse
     for (let i = 0; i < data.length; i++) {
       if (data[i] >= numClasses) {
         throw new InvalidArgumentError(
-          `${name}: label ${data[i]} at index ${i} is out of range; expected 0–${numClasses - 1}`,
+          `${name}: the label at index ${i} is out of range; expected 0–${numClasses - 1}`,
         );
       }
     }
@@ -148,33 +133,56 @@ export function parseIdxLabels(bytes: Uint8Array, name = 'IDX labels', numClasse
   return data;
 }
 
-async function readBytes(path: string, missingHint?: string): Promise<{ bytes: Uint8Array; sha256: string }> {
-  let bytes: Uint8Array;
+/** Opens `path`, a missing file reported with `missingHint`. */
+async function openIdx(
+  files: FileAccess,
+  path: string,
+  missingHint?: string,
+  maxBytes?: number,
+): Promise<CheckedFile> {
   try {
-    bytes = new Uint8Array(await readFile(path));
+    return await files.openFile(path, maxBytes === undefined ? {} : { maxBytes });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') {
+    if (err instanceof NotFoundError) {
       throw new NotFoundError(`${path} does not exist${missingHint ? `; ${missingHint}` : ''}`, {
         cause: err,
       });
     }
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new InvalidArgumentError(`${path}: cannot be read (${reason})`, { cause: err });
+    throw err;
   }
-  return { bytes, sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
+async function readOne<T>(
+  path: string,
+  options: IdxReadOptions,
+  read: (file: CheckedFile) => Promise<{ sha256: string; content: T }>,
+): Promise<IdxFile<T>> {
+  const file = await openIdx(options.files ?? FileAccess.anywhere, path, undefined, options.maxBytes);
+  try {
+    return { path, ...(await read(file)) };
+  } finally {
+    await file.close();
+  }
 }
 
 /** Reads an IDX image file, gzip-compressed or raw. */
-export async function readIdxImages(path: string): Promise<IdxFile<IdxImages>> {
-  const { bytes, sha256 } = await readBytes(path);
-  return { path, sha256, content: parseIdxImages(await inflate(bytes, path), path) };
+export async function readIdxImages(path: string, options: IdxReadOptions = {}): Promise<IdxFile<IdxImages>> {
+  return readOne(path, options, async (file) => {
+    const { bytes, sha256 } = await readIdxBytes(file, IDX_IMAGES_MAGIC, IMAGES_WHAT, options);
+    return { sha256, content: parseIdxImages(bytes, path) };
+  });
 }
 
 /** Reads an IDX label file, gzip-compressed or raw. */
-export async function readIdxLabels(path: string, numClasses?: number): Promise<IdxFile<Uint8Array>> {
-  const { bytes, sha256 } = await readBytes(path);
-  return { path, sha256, content: parseIdxLabels(await inflate(bytes, path), path, numClasses) };
+export async function readIdxLabels(
+  path: string,
+  numClasses?: number,
+  options: IdxReadOptions = {},
+): Promise<IdxFile<Uint8Array>> {
+  return readOne(path, options, async (file) => {
+    const { bytes, sha256 } = await readIdxBytes(file, IDX_LABELS_MAGIC, LABELS_WHAT, options);
+    return { sha256, content: parseIdxLabels(bytes, path, numClasses) };
+  });
 }
 
 export interface IdxDataset {
@@ -188,73 +196,137 @@ export interface IdxDataset {
   readonly files: { readonly images: string; readonly labels: string };
   /** SHA-256 of each file as stored. */
   readonly sha256: { readonly images: string; readonly labels: string };
+  /** Bytes of both files as stored, and decompressed. */
+  readonly bytes: { readonly stored: number; readonly inflated: number };
   /** The same pixels as an ImageDataset (no copy). */
   readonly dataset: ImageDataset;
 }
 
-/** Reads a pair of IDX files (images, labels) into a grey dataset with the given class names. */
+/**
+ * Reads a pair of IDX files (images, labels) into a grey dataset with the given class names. With
+ * `maxBytes`, the two files together may hold that many bytes as stored (checked before reading) and
+ * again decompressed (checked while inflating); `maxImages` bounds each file's declared count.
+ */
 export async function loadIdxDataset(
   imagesPath: string,
   labelsPath: string,
   labelNames: readonly string[],
   missingHint?: string,
+  options: IdxReadOptions = {},
 ): Promise<IdxDataset> {
-  // Both reads run at once, but a failure is reported in a fixed order (images first), not
-  // whichever happened to settle first.
-  const [imageRead, labelRead] = await Promise.allSettled([
-    readBytes(imagesPath, missingHint),
-    readBytes(labelsPath, missingHint),
-  ]);
-  if (imageRead.status === 'rejected') throw imageRead.reason;
-  if (labelRead.status === 'rejected') throw labelRead.reason;
-  const imageFile = imageRead.value;
-  const labelFile = labelRead.value;
-  const images = parseIdxImages(await inflate(imageFile.bytes, imagesPath), imagesPath);
-  const labels = parseIdxLabels(await inflate(labelFile.bytes, labelsPath), labelsPath, labelNames.length);
-  if (images.count !== labels.length) {
-    throw new InvalidArgumentError(
-      `${imagesPath} holds ${images.count} images but ${labelsPath} holds ${labels.length} labels; they must match`,
-    );
-  }
-  if (images.count === 0) throw new InvalidArgumentError(`${imagesPath} holds no images`);
-  const dataset = packedDataset(
-    { pixels: images.pixels, labels, width: images.cols, height: images.rows, channels: 1 },
+  const files = options.files ?? FileAccess.anywhere;
+  return readPair(
+    () => openIdx(files, imagesPath, missingHint, options.maxBytes),
+    () => openIdx(files, labelsPath, missingHint, options.maxBytes),
     labelNames,
+    options,
   );
-  return {
-    images: images.pixels,
-    labels,
-    labelNames,
-    count: images.count,
-    rows: images.rows,
-    cols: images.cols,
-    files: { images: imagesPath, labels: labelsPath },
-    sha256: { images: imageFile.sha256, labels: labelFile.sha256 },
-    dataset,
-  };
+}
+
+async function readPair(
+  openImages: () => Promise<CheckedFile>,
+  openLabels: () => Promise<CheckedFile>,
+  labelNames: readonly string[],
+  limits: IdxReadLimits,
+): Promise<IdxDataset> {
+  // Both are opened before either is read; a failure is reported in a fixed order (images first).
+  const [imageOpen, labelOpen] = await Promise.allSettled([openImages(), openLabels()]);
+  try {
+    if (imageOpen.status === 'rejected') throw imageOpen.reason;
+    if (labelOpen.status === 'rejected') throw labelOpen.reason;
+    const imageFile = imageOpen.value;
+    const labelFile = labelOpen.value;
+    const stored = imageFile.size + labelFile.size;
+    if (limits.maxBytes !== undefined && stored > limits.maxBytes) {
+      throw new ResourceExhaustedError(
+        `reading ${imageFile.path}, ${labelFile.path} (${stored.toLocaleString('en-US')} bytes) would pass ` +
+          `the limit of ${limits.maxBytes.toLocaleString('en-US')} bytes`,
+      );
+    }
+    const imageRead = await readIdxBytes(imageFile, IDX_IMAGES_MAGIC, IMAGES_WHAT, limits);
+    const images = parseIdxImages(imageRead.bytes, imageFile.path);
+    const labelRead = await readIdxBytes(labelFile, IDX_LABELS_MAGIC, LABELS_WHAT, {
+      ...(limits.maxImages !== undefined && { maxImages: limits.maxImages }),
+      ...(limits.maxBytes !== undefined && { maxBytes: limits.maxBytes - imageRead.bytes.length }),
+    });
+    const labels = parseIdxLabels(labelRead.bytes, labelFile.path, labelNames.length);
+    if (images.count !== labels.length) {
+      throw new InvalidArgumentError(
+        `${imageFile.path} holds ${images.count} images but ${labelFile.path} holds ${labels.length} labels; they must match`,
+      );
+    }
+    if (images.count === 0) throw new InvalidArgumentError(`${imageFile.path} holds no images`);
+    const dataset = packedDataset(
+      { pixels: images.pixels, labels, width: images.cols, height: images.rows, channels: 1 },
+      labelNames,
+    );
+    return {
+      images: images.pixels,
+      labels,
+      labelNames,
+      count: images.count,
+      rows: images.rows,
+      cols: images.cols,
+      files: { images: imageFile.path, labels: labelFile.path },
+      sha256: { images: imageRead.sha256, labels: labelRead.sha256 },
+      bytes: { stored, inflated: imageRead.bytes.length + labelRead.bytes.length },
+      dataset,
+    };
+  } finally {
+    for (const opened of [imageOpen, labelOpen]) {
+      if (opened.status === 'fulfilled') await opened.value.close();
+    }
+  }
 }
 
 /**
  * Fashion-MNIST from its four IDX files (by default the Debian package's copy): 60,000 training or
- * 10,000 test images of 28×28 grey, labels 0–9.
+ * 10,000 test images of 28×28 grey, labels 0–9. Both files are opened through the folder's own
+ * descriptor, so they come from the folder that was checked.
  */
 export async function loadFashionMnist(
   dir: string = FASHION_MNIST_DIR,
   split: FashionMnistSplit = 'train',
+  options: IdxReadOptions = {},
 ): Promise<IdxDataset> {
-  const files = FASHION_MNIST_FILES[split];
-  if (files === undefined) {
+  const names = FASHION_MNIST_FILES[split];
+  if (names === undefined) {
     throw new InvalidArgumentError(`Fashion-MNIST split must be "train" or "test", got ${String(split)}`);
   }
-  const exists = await stat(dir).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-  if (!exists) throw new NotFoundError(`Fashion-MNIST directory ${dir} does not exist; ${INSTALL_HINT}`);
-  return loadIdxDataset(
-    join(dir, files.images),
-    join(dir, files.labels),
-    FASHION_MNIST_LABELS,
-    `Fashion-MNIST is incomplete; ${INSTALL_HINT}`,
-  );
+  const files = options.files ?? FileAccess.anywhere;
+  const folder = await files.openDirectory(dir).catch((err: unknown) => {
+    if (
+      err instanceof NotFoundError ||
+      (err instanceof InvalidArgumentError && /not a directory/.test(err.message))
+    ) {
+      throw new NotFoundError(`Fashion-MNIST directory ${dir} does not exist; ${INSTALL_HINT}`, {
+        cause: err,
+      });
+    }
+    throw err;
+  });
+  const hint = `Fashion-MNIST is incomplete; ${INSTALL_HINT}`;
+  const openIn = async (name: string): Promise<CheckedFile> => {
+    try {
+      return await folder.openFile(
+        name,
+        options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes },
+      );
+    } catch (err) {
+      if (err instanceof NotFoundError) {
+        throw new NotFoundError(`${join(dir, name)} does not exist; ${hint}`, { cause: err });
+      }
+      throw err;
+    }
+  };
+  try {
+    return await readPair(
+      () => openIn(names.images),
+      () => openIn(names.labels),
+      FASHION_MNIST_LABELS,
+      options,
+    );
+  } finally {
+    await folder.close();
+  }
 }

@@ -1,9 +1,16 @@
-import { mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '@deit-serve/core';
+import {
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+} from '@deit-serve/core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileAccess } from './file-access';
 import { listImageFolder, loadImageFolder } from './image-folder';
 
 let root: string;
@@ -177,23 +184,59 @@ describe('loadImageFolder', () => {
     expect(all.bytesRead).toBe(sizes.reduce((a, b) => a + b, 0));
   });
 
-  it('skips files that isAllowed refuses (a symlink leading out of the data roots)', async () => {
+  it('skips files and sub-folders that a symlink leads out of its roots, without reading them', async () => {
     const dir = join(root, 'linked');
     await put(join(dir, 'a', 'inside.png'), await solid('png', 4, 4, { r: 1, g: 2, b: 3 }));
     await put(join(root, 'secret', 'outside.png'), await solid('png', 4, 4, { r: 1, g: 2, b: 3 }));
     await symlink(join(root, 'secret', 'outside.png'), join(dir, 'a', 'link.png'));
-    const asked: string[] = [];
-    const { paths, problems } = await loadImageFolder(dir, {
-      isAllowed: (path) => {
-        asked.push(path);
-        return !path.endsWith('link.png');
-      },
-    });
-    expect(paths).toEqual(['a/inside.png']);
+    await symlink(join(root, 'secret'), join(dir, 'a', 'linked-folder'));
+    // Inside the roots a symlink is followed, as torchvision does.
+    await symlink(join(dir, 'a', 'inside.png'), join(dir, 'a', 'same.png'));
+    const { paths, problems } = await loadImageFolder(dir, { files: new FileAccess([dir]) });
+    expect(paths).toEqual(['a/inside.png', 'a/same.png']);
     expect(problems).toEqual([
-      { path: 'a/link.png', reason: expect.stringMatching(/outside the allowed data roots/) as string },
+      { path: 'a/link.png', reason: expect.stringMatching(/outside the data roots through a symbolic link/) },
+      {
+        path: 'a/linked-folder',
+        reason: expect.stringMatching(/outside the data roots through a symbolic link/),
+      },
     ]);
-    expect(asked.sort()).toEqual([join(dir, 'a', 'inside.png'), join(dir, 'a', 'link.png')]);
+    expect(JSON.stringify(problems)).not.toContain(join(root, 'secret'));
+    // A class folder that leads out refuses the whole folder (PERMISSION_DENIED).
+    await symlink(join(root, 'secret'), join(dir, 'b'));
+    await expect(loadImageFolder(dir, { files: new FileAccess([dir]) })).rejects.toBeInstanceOf(
+      PermissionDeniedError,
+    );
+  });
+
+  it('skips a FIFO named like an image and a file above maxFileBytes, without reading them', async () => {
+    const dir = join(root, 'odd-files');
+    await put(join(dir, 'a', 'fine.png'), await solid('png', 4, 4, { r: 9, g: 9, b: 9 }));
+    execFileSync('mkfifo', [join(dir, 'a', 'pipe.png')]);
+    await put(join(dir, 'a', 'sparse.png'), '');
+    await truncate(join(dir, 'a', 'sparse.png'), 1.5e9);
+    const rss = process.memoryUsage().rss;
+    const started = Date.now();
+    const { paths, problems } = await loadImageFolder(dir);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(process.memoryUsage().rss - rss).toBeLessThan(100 * 1024 * 1024);
+    expect(paths).toEqual(['a/fine.png']);
+    expect(problems).toEqual([
+      { path: 'a/pipe.png', reason: expect.stringMatching(/is not a regular file \(a FIFO\)/) },
+      {
+        path: 'a/sparse.png',
+        reason: expect.stringMatching(/is 1,500,000,000 bytes, more than the 67,108,864 allowed; not read/),
+      },
+    ]);
+  });
+
+  it('lists a folder reached twice through a symlink loop once', async () => {
+    const dir = join(root, 'loop');
+    await put(join(dir, 'a', 'x.png'), await solid('png', 4, 4, { r: 5, g: 5, b: 5 }));
+    await symlink(join(dir, 'a'), join(dir, 'a', 'again'));
+    const listing = await listImageFolder(dir, new FileAccess([dir]));
+    expect(listing.files).toEqual([{ path: 'a/x.png', label: 0 }]);
+    expect(listing.problems).toEqual([{ path: 'a/again', reason: expect.stringMatching(/already listed/) }]);
   });
 
   it('checks its options', async () => {

@@ -1,8 +1,8 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { extname, join, relative } from 'node:path';
+import { extname, join } from 'node:path';
 import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '@deit-serve/core';
 import { decodeImage, preprocess, type DecodedImage, type Interpolation } from '@deit-serve/preprocess';
 import { sampleDataset, stratifiedQuotas, type ImageDataset, type ImageSample } from './dataset';
+import { FileAccess, type CheckedDirectory } from './file-access';
 
 /**
  * torchvision's ImageFolder layout: `root/<class>/**\/<image>`, classes in sorted order of their
@@ -16,6 +16,10 @@ import { sampleDataset, stratifiedQuotas, type ImageDataset, type ImageSample } 
  *   on the others, and the job can show what it left out.
  * - A class folder with no image files at all is an error (torchvision raises too): the label set
  *   would silently disagree with the teacher's.
+ * - Every folder and file is opened through a {@link FileAccess} (a sandbox's, in the trainer): a
+ *   class folder that leads outside its roots is refused (PERMISSION_DENIED); a sub-folder or file
+ *   that does, a FIFO or device, or a file above `maxFileBytes`, is reported and skipped, never read.
+ *   Symbolic links inside the roots are followed, as torchvision does, each folder listed once.
  */
 
 /** Extensions tried as images, lower-case; the formats `@deit-serve/preprocess` decodes. */
@@ -32,6 +36,9 @@ export const IMAGE_EXTENSIONS: readonly string[] = [
 
 /** Largest decoded image accepted by default (width × height). */
 export const DEFAULT_MAX_PIXELS = 50_000_000;
+
+/** Largest image file read by default; a larger one is skipped before reading. */
+export const DEFAULT_MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024;
 
 export interface DatasetProblem {
   /** Path relative to the dataset root. */
@@ -80,12 +87,10 @@ export interface ImageFolderOptions {
    * would pass it is not read and the load fails with a ResourceExhaustedError. Default: no limit.
    */
   readonly maxBytes?: number;
-  /**
-   * Asked for each image file before it is read (with its path as found, symlinks unresolved); a file
-   * it refuses is reported in `problems` and skipped. A sandbox uses it to refuse files that a
-   * symlink inside the folder leads out of the allowed roots.
-   */
-  readonly isAllowed?: (path: string) => boolean | Promise<boolean>;
+  /** Per-file limit: a larger file is reported and skipped, not read; default DEFAULT_MAX_IMAGE_FILE_BYTES. */
+  readonly maxFileBytes?: number;
+  /** Opens every folder and file (a sandbox passes its own); default: anywhere, regular files only. */
+  readonly files?: FileAccess;
 }
 
 export interface ImageFolderDataset {
@@ -105,85 +110,147 @@ function reasonOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-async function isDirectory(path: string): Promise<boolean> {
-  return stat(path).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
+/** Opens sub-folder `name` of `parent`; undefined when it is not a folder (a file symlink, say). */
+async function subfolder(parent: CheckedDirectory, name: string): Promise<CheckedDirectory | undefined> {
+  try {
+    return await parent.openDirectory(name);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError && /not a directory/.test(err.message)) return undefined;
+    throw err;
+  }
 }
 
-/** Lists image files under `dir`, sorted per directory like os.walk + sorted(fnames). */
-async function walk(root: string, dir: string, files: string[], problems: DatasetProblem[]): Promise<void> {
+interface Walk {
+  readonly files: string[];
+  readonly problems: DatasetProblem[];
+  /** Folders already listed (device:inode): a symlink loop is listed once. */
+  readonly seen: Set<string>;
+}
+
+/** Lists image files under `dir` (relative path `at`), sorted per directory like os.walk + sorted(fnames). */
+async function walk(dir: CheckedDirectory, at: string, state: Walk): Promise<void> {
+  const { files, problems, seen } = state;
+  const identity = await dir.identity();
+  if (seen.has(identity)) {
+    problems.push({ path: at, reason: 'skipped: a folder already listed (a symbolic link loop?)' });
+    return;
+  }
+  seen.add(identity);
   let entries;
   try {
-    entries = await readdir(dir, { withFileTypes: true });
+    entries = await dir.entries();
   } catch (err) {
-    problems.push({ path: relative(root, dir), reason: `cannot list folder: ${reasonOf(err)}` });
+    problems.push({ path: at, reason: `cannot list folder: ${reasonOf(err)}` });
     return;
   }
   const names = entries.filter((e) => !e.name.startsWith('.')).sort((a, b) => byName(a.name, b.name));
   const subdirs: string[] = [];
   for (const entry of names) {
-    const path = join(dir, entry.name);
-    // Follow symbolic links, as torchvision does (os.walk(followlinks=True)).
-    const directory = entry.isDirectory() || (entry.isSymbolicLink() && (await isDirectory(path)));
-    if (directory) {
-      subdirs.push(path);
-    } else if (IMAGE_EXTENSIONS.includes(extname(entry.name).toLowerCase())) {
+    const path = join(at, entry.name);
+    const linked = entry.isSymbolicLink();
+    if (entry.isDirectory() || linked) {
+      // Symbolic links are followed, as torchvision does (os.walk(followlinks=True)), within the roots.
+      let sub: CheckedDirectory | undefined;
+      try {
+        sub = await subfolder(dir, entry.name);
+      } catch (err) {
+        problems.push({ path, reason: `skipped: ${reasonOf(err)}` });
+        continue;
+      }
+      if (sub !== undefined) {
+        await sub.close();
+        subdirs.push(entry.name);
+        continue;
+      }
+    }
+    if (IMAGE_EXTENSIONS.includes(extname(entry.name).toLowerCase())) {
       files.push(path);
     } else {
       problems.push({
-        path: relative(root, path),
+        path,
         reason: `skipped: "${extname(entry.name) || '(no extension)'}" is not an image extension (${IMAGE_EXTENSIONS.join(' ')})`,
       });
     }
   }
-  for (const sub of subdirs) await walk(root, sub, files, problems);
+  for (const name of subdirs) {
+    const path = join(at, name);
+    let sub: CheckedDirectory | undefined;
+    try {
+      sub = await subfolder(dir, name);
+    } catch (err) {
+      problems.push({ path, reason: `skipped: ${reasonOf(err)}` });
+      continue;
+    }
+    if (sub === undefined) continue;
+    try {
+      await walk(sub, path, state);
+    } finally {
+      await sub.close();
+    }
+  }
 }
 
 /** Finds the classes and image files without decoding anything. */
-export async function listImageFolder(root: string): Promise<ImageFolderListing> {
-  let info;
+export async function listImageFolder(
+  root: string,
+  access: FileAccess = FileAccess.anywhere,
+): Promise<ImageFolderListing> {
+  let top: CheckedDirectory;
   try {
-    info = await stat(root);
+    top = await access.openDirectory(root);
   } catch (err) {
-    throw new NotFoundError(`image folder ${root} does not exist`, { cause: err });
-  }
-  if (!info.isDirectory()) throw new InvalidArgumentError(`image folder ${root} is not a directory`);
-
-  const entries = await readdir(root, { withFileTypes: true }).catch((err: unknown) => {
-    throw new InvalidArgumentError(`image folder ${root} cannot be listed: ${reasonOf(err)}`, { cause: err });
-  });
-  const classes: string[] = [];
-  for (const entry of entries) {
-    if (entry.name.startsWith('.')) continue;
-    if (entry.isDirectory() || (entry.isSymbolicLink() && (await isDirectory(join(root, entry.name))))) {
-      classes.push(entry.name);
+    if (err instanceof NotFoundError) {
+      throw new NotFoundError(`image folder ${root} does not exist`, { cause: err });
     }
+    if (err instanceof InvalidArgumentError && /not a directory/.test(err.message)) {
+      throw new InvalidArgumentError(`image folder ${root} is not a directory`, { cause: err });
+    }
+    throw err;
   }
-  classes.sort(byName);
-  if (classes.length === 0) {
-    throw new InvalidArgumentError(
-      `image folder ${root} has no classes: expected one sub-folder per class, each holding its images`,
-    );
+  try {
+    const entries = await top.entries().catch((err: unknown) => {
+      throw new InvalidArgumentError(`image folder ${root} cannot be listed: ${reasonOf(err)}`, {
+        cause: err,
+      });
+    });
+    const classDirs = new Map<string, CheckedDirectory>();
+    try {
+      for (const entry of entries) {
+        if (entry.name.startsWith('.') || !(entry.isDirectory() || entry.isSymbolicLink())) continue;
+        // A class folder leading outside the roots refuses the whole folder: skipping it would
+        // silently change the label set.
+        const dir = await subfolder(top, entry.name);
+        if (dir !== undefined) classDirs.set(entry.name, dir);
+      }
+      const classes = [...classDirs.keys()].sort(byName);
+      if (classes.length === 0) {
+        throw new InvalidArgumentError(
+          `image folder ${root} has no classes: expected one sub-folder per class, each holding its images`,
+        );
+      }
+      const files: Array<{ path: string; label: number }> = [];
+      const problems: DatasetProblem[] = [];
+      const seen = new Set([await top.identity()]);
+      const empty: string[] = [];
+      for (const [label, name] of classes.entries()) {
+        const found: string[] = [];
+        await walk(classDirs.get(name) as CheckedDirectory, name, { files: found, problems, seen });
+        if (found.length === 0) empty.push(name);
+        for (const path of found) files.push({ path, label });
+      }
+      if (empty.length > 0) {
+        throw new InvalidArgumentError(
+          `image folder ${root}: class folder${empty.length > 1 ? 's' : ''} ${empty.map((n) => `"${n}"`).join(', ')} ` +
+            `hold${empty.length > 1 ? '' : 's'} no image files (${IMAGE_EXTENSIONS.join(' ')})`,
+        );
+      }
+      return { root, classes, files, problems };
+    } finally {
+      await Promise.all([...classDirs.values()].map((d) => d.close()));
+    }
+  } finally {
+    await top.close();
   }
-
-  const files: Array<{ path: string; label: number }> = [];
-  const problems: DatasetProblem[] = [];
-  const empty: string[] = [];
-  for (const [label, name] of classes.entries()) {
-    const found: string[] = [];
-    await walk(root, join(root, name), found, problems);
-    if (found.length === 0) empty.push(name);
-    for (const path of found) files.push({ path: relative(root, path), label });
-  }
-  if (empty.length > 0) {
-    throw new InvalidArgumentError(
-      `image folder ${root}: class folder${empty.length > 1 ? 's' : ''} ${empty.map((n) => `"${n}"`).join(', ')} ` +
-        `hold${empty.length > 1 ? '' : 's'} no image files (${IMAGE_EXTENSIONS.join(' ')})`,
-    );
-  }
-  return { root, classes, files, problems };
 }
 
 /** 8-bit RGB → the stored sample: grey when every pixel has r = g = b (a third of the memory). */
@@ -226,7 +293,7 @@ function resizeStored(
 
 function checkOptions(options: ImageFolderOptions): void {
   const problems: string[] = [];
-  const { limit, resize, maxPixels, concurrency, maxImages, maxBytes } = options;
+  const { limit, resize, maxPixels, concurrency, maxImages, maxBytes, maxFileBytes } = options;
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {
     problems.push(`limit must be a positive integer, got ${limit}`);
   }
@@ -250,6 +317,9 @@ function checkOptions(options: ImageFolderOptions): void {
   if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes < 0)) {
     problems.push(`maxBytes must be a non-negative integer, got ${maxBytes}`);
   }
+  if (maxFileBytes !== undefined && (!Number.isSafeInteger(maxFileBytes) || maxFileBytes < 0)) {
+    problems.push(`maxFileBytes must be a non-negative integer, got ${maxFileBytes}`);
+  }
   if (problems.length > 0)
     throw new InvalidArgumentError(`invalid image folder options: ${problems.join('; ')}`);
 }
@@ -263,7 +333,9 @@ export async function loadImageFolder(
   options: ImageFolderOptions = {},
 ): Promise<ImageFolderDataset> {
   checkOptions(options);
-  const listing = await listImageFolder(root);
+  const access = options.files ?? FileAccess.anywhere;
+  const listing = await listImageFolder(root, access);
+  const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_IMAGE_FILE_BYTES;
   const problems: DatasetProblem[] = [...listing.problems];
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   const concurrency = options.concurrency ?? 4;
@@ -281,23 +353,26 @@ export async function loadImageFolder(
 
   const load = async (index: number): Promise<ImageSample | undefined> => {
     const { path, label } = files[index];
-    const absolute = join(root, path);
+    let file;
     try {
-      if (options.isAllowed && !(await options.isAllowed(absolute))) {
-        throw new Error('leads outside the allowed data roots (a symbolic link?); not read');
-      }
+      file = await access.openFile(join(root, path), { maxBytes: maxFileBytes });
+    } catch (err) {
+      // Refused before reading: outside the roots, not a regular file, too large.
+      problems.push({ path, reason: reasonOf(err) });
+      return undefined;
+    }
+    try {
       if (options.maxBytes !== undefined) {
-        const size = (await stat(absolute)).size;
-        if (bytesRead + size > options.maxBytes) {
+        if (bytesRead + file.size > options.maxBytes) {
           overBudget ??= new ResourceExhaustedError(
-            `image folder ${root}: reading ${path} (${size.toLocaleString('en-US')} bytes) would pass the ` +
+            `image folder ${root}: reading ${path} (${file.size.toLocaleString('en-US')} bytes) would pass the ` +
               `limit of ${options.maxBytes.toLocaleString('en-US')} bytes of dataset files`,
           );
           return undefined;
         }
-        bytesRead += size; // reserved before the read, so concurrent decoders cannot overshoot together
+        bytesRead += file.size; // reserved before the read, so concurrent decoders cannot overshoot together
       }
-      const bytes = await readFile(absolute);
+      const bytes = await file.readAll();
       if (options.maxBytes === undefined) bytesRead += bytes.length;
       const image = await decodeImage(bytes, { maxPixels });
       if (options.resize) {
@@ -308,6 +383,8 @@ export async function loadImageFolder(
     } catch (err) {
       problems.push({ path, reason: reasonOf(err) });
       return undefined;
+    } finally {
+      await file.close();
     }
   };
 

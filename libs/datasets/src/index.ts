@@ -9,6 +9,16 @@ export {
   type PackedImages,
 } from './dataset';
 export {
+  CheckedDirectory,
+  CheckedFile,
+  FileAccess,
+  isWithin,
+  OutsideRootsError,
+  READ_CHUNK_BYTES,
+  type OpenOptions,
+} from './file-access';
+export { IDX_EXCESS_COUNTED, type IdxReadLimits } from './idx-read';
+export {
   FASHION_MNIST_DIR,
   FASHION_MNIST_FILES,
   FASHION_MNIST_LABELS,
@@ -24,8 +34,10 @@ export {
   type IdxDataset,
   type IdxFile,
   type IdxImages,
+  type IdxReadOptions,
 } from './idx';
 export {
+  DEFAULT_MAX_IMAGE_FILE_BYTES,
   DEFAULT_MAX_PIXELS,
   IMAGE_EXTENSIONS,
   listImageFolder,

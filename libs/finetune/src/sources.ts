@@ -2,20 +2,12 @@
  * Start-time loading of everything a fine-tune reads: the student's weights, the frozen teacher (in
  * onnxruntime) and the data. Every problem is collected and thrown as one `InvalidSpecError`, so a bad
  * spec fails within seconds and names all of its mistakes at once, including label sets that disagree.
+ * Every file is opened through the sandbox's {@link FileAccess}: a path that leads out of the data
+ * roots, even one swapped while it is being read, is refused with PERMISSION_DENIED naming its field.
  */
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { basename, join } from 'node:path';
-import { ResourceExhaustedError } from '@deit-serve/core';
-import {
-  datasetHash,
-  FASHION_MNIST_FILES,
-  loadFashionMnist,
-  loadImageFolder,
-  type DatasetProblem,
-  type ImageDataset,
-} from '@deit-serve/datasets';
+import { FileAccess, OutsideRootsError } from '@deit-serve/datasets';
 import {
   adaptDeitWeights,
   isDeitPresetName,
@@ -28,18 +20,25 @@ import {
   type NamedWeights,
 } from '@deit-serve/model';
 import { presetWeights } from '@deit-serve/packaging';
-import { labelsInOrder, type InputSpec, type Manifest, type ModelRegistry } from '@deit-serve/registry';
+import { labelsInOrder, type Manifest, type ModelRegistry } from '@deit-serve/registry';
 import { OnnxModelSession } from '@deit-serve/runtime';
 import {
   InvalidSpecError,
+  PathNotAllowedError,
+  specPaths,
   type PathSandbox,
   type FineTuneJobSpec,
   type SpecCheck,
   type SpecProblem,
 } from '@deit-serve/trainer-engine';
+import { labelMismatch, preview } from './label-sets';
+import { loadData, type DatasetLimits, type FineTuneData, type ModelInput } from './source-data';
 
-/** A model version's preprocessing as the manifest stores it (without the input name). */
-export type ModelInput = Omit<InputSpec, 'name'>;
+export { labelMismatch } from './label-sets';
+export type { DatasetLimits, FineTuneData, ModelInput } from './source-data';
+
+/** Largest student safetensors or teacher ONNX file read; a larger one is refused before reading. */
+export const MAX_MODEL_FILE_BYTES = 1024 * 1024 * 1024;
 
 export interface StudentSourceModel {
   readonly config: DeitConfig;
@@ -72,20 +71,6 @@ export interface TeacherModel {
   readonly description: string;
 }
 
-export interface FineTuneData {
-  readonly train: ImageDataset;
-  readonly eval: ImageDataset;
-  readonly labelNames: readonly string[];
-  /** The data set, for lineage (`fashion-mnist`, `image-folder:<dir name>`). */
-  readonly name: string;
-  /** Names the exact evaluation images, so metrics of different versions are compared like for like. */
-  readonly evalSetName: string;
-  /** sha256 of the training images and labels actually used (`datasetHash`). */
-  readonly sha256: string;
-  /** Images skipped while loading (corrupt, unreadable, not images). */
-  readonly problems: readonly DatasetProblem[];
-}
-
 export interface FineTuneSources {
   readonly student: StudentSourceModel;
   readonly teacher?: TeacherModel;
@@ -100,18 +85,14 @@ export interface LoadSourcesOptions {
   readonly teacherThreads?: number;
   /**
    * When given, every path of the spec must lie inside its roots (else PathNotAllowedError,
-   * PERMISSION_DENIED, before anything is read), and so must every image file of an image folder
-   * (one that a symlink leads out is skipped as a problem).
+   * PERMISSION_DENIED, before anything is read), every file is opened through its FileAccess (a
+   * file or folder found leading out while reading: PathNotAllowedError too), and an image file of
+   * an image folder that a symlink leads out is skipped as a problem. Without it files are still
+   * opened through FileAccess.anywhere: regular files only, sizes checked before reading.
    */
   readonly sandbox?: PathSandbox;
   /** How much data the job may load; default: no limit. */
   readonly datasetLimits?: DatasetLimits;
-}
-
-/** The most a job's data set may hold: images (training and evaluation together) and file bytes. */
-export interface DatasetLimits {
-  readonly maxImages: number;
-  readonly maxBytes: number;
 }
 
 type Bad = (field: string, problem: string) => void;
@@ -133,10 +114,14 @@ export async function loadFineTuneSources(
   // Checked again here, right before reading: the worker reads what the request named, and a
   // symlink may have been re-pointed since the request was accepted.
   await options.sandbox?.assertSpecAllowed(spec);
+  const files = options.sandbox?.files ?? FileAccess.anywhere;
+  const attempt = attemptFor(spec, options.sandbox);
 
-  const student = await attempt(bad, studentField(spec), () => loadStudent(spec, options.registry));
+  const student = await attempt(bad, studentField(spec), () => loadStudent(spec, options.registry, files));
   options.signal?.throwIfAborted();
-  const data = await attempt(bad, datasetField(spec), () => loadData(spec, student?.input, options));
+  const data = await attempt(bad, datasetField(spec), () =>
+    loadData(spec, student?.input, files, options.datasetLimits),
+  );
   options.signal?.throwIfAborted();
   const teacher =
     spec.teacher === undefined
@@ -144,7 +129,7 @@ export async function loadFineTuneSources(
       : await attempt(
           bad,
           spec.teacher.kind === 'registry' ? 'teacher.registry_ref' : 'teacher.onnx_path',
-          () => loadTeacher(spec, options),
+          () => loadTeacher(spec, options, files),
         );
 
   try {
@@ -201,18 +186,43 @@ export function sourcesSpecCheck(options: Omit<LoadSourcesOptions, 'signal'> = {
   };
 }
 
-/** Runs `load`; a failure becomes a problem of `field` (or the problems it lists). */
-async function attempt<T>(bad: Bad, field: string, load: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await load();
-  } catch (error) {
-    if (error instanceof InvalidSpecError) {
-      for (const p of error.problems) bad(p.field, p.problem);
-    } else {
-      bad(field, messageOf(error));
+type Attempt = <T>(bad: Bad, field: string, load: () => Promise<T>) => Promise<T | undefined>;
+
+/**
+ * Runs a load; a failure becomes a problem of `field` (or the problems it lists), except a path found
+ * leading out of the data roots while reading: PathNotAllowedError (PERMISSION_DENIED) at once,
+ * naming the field whose path holds it.
+ */
+function attemptFor(spec: FineTuneJobSpec, sandbox: PathSandbox | undefined): Attempt {
+  return async (bad, field, load) => {
+    try {
+      return await load();
+    } catch (error) {
+      if (error instanceof OutsideRootsError) {
+        const denial = {
+          ...fieldOf(spec, error.path, field),
+          resolved: error.resolved,
+          problem: error.message,
+        };
+        throw new PathNotAllowedError([denial], sandbox?.roots ?? []);
+      }
+      if (error instanceof InvalidSpecError) {
+        for (const p of error.problems) bad(p.field, p.problem);
+      } else {
+        bad(field, messageOf(error));
+      }
+      return undefined;
     }
-    return undefined;
-  }
+  };
+}
+
+/** The spec field whose path is `path` or a folder holding it (the longest such), else `fallback`. */
+function fieldOf(spec: FineTuneJobSpec, path: string, fallback: string): { field: string; path: string } {
+  const holders = specPaths(spec).filter(
+    (p) => path === p.path || path.startsWith(p.path.endsWith('/') ? p.path : `${p.path}/`),
+  );
+  holders.sort((a, b) => b.path.length - a.path.length);
+  return holders[0] ?? { field: fallback, path };
 }
 
 function studentField(spec: FineTuneJobSpec): string {
@@ -243,6 +253,7 @@ function requireRegistry(registry: ModelRegistry | undefined, what: string): Mod
 async function loadStudent(
   spec: FineTuneJobSpec,
   registry: ModelRegistry | undefined,
+  files: FileAccess,
 ): Promise<StudentSourceModel> {
   const source = spec.student;
   switch (source.kind) {
@@ -273,7 +284,10 @@ async function loadStudent(
       if (!isDeitPresetName(source.preset)) {
         throw new Error(`${source.preset} is not a DeiT preset; the student must be a DeiT`);
       }
-      const safetensors = source.kind === 'safetensors' ? await readFile(source.path) : undefined;
+      const safetensors =
+        source.kind === 'safetensors'
+          ? await files.readFile(source.path, { maxBytes: MAX_MODEL_FILE_BYTES })
+          : undefined;
       const loaded = presetWeights({
         preset: source.preset,
         ...(safetensors !== undefined && { safetensors }),
@@ -346,7 +360,11 @@ function checkStudentFitsData(
 // ---------------------------------------------------------------------------------------------
 // Teacher
 
-async function loadTeacher(spec: FineTuneJobSpec, options: LoadSourcesOptions): Promise<TeacherModel> {
+async function loadTeacher(
+  spec: FineTuneJobSpec,
+  options: LoadSourcesOptions,
+  files: FileAccess,
+): Promise<TeacherModel> {
   const source = spec.teacher;
   if (source === undefined) throw new Error('no teacher');
   const sessionOptions = {
@@ -370,7 +388,7 @@ async function loadTeacher(spec: FineTuneJobSpec, options: LoadSourcesOptions): 
       inputName: manifest.input.name,
     });
   }
-  const bytes = await readFile(source.path);
+  const bytes = await files.readFile(source.path, { maxBytes: MAX_MODEL_FILE_BYTES });
   const session = await OnnxModelSession.create(bytes, sessionOptions);
   const sha = createHash('sha256').update(bytes).digest('hex');
   return finishTeacher(session, `${source.path} (sha256 ${sha})`, teacherOutputs(session.outputNames), {});
@@ -472,179 +490,4 @@ function checkTeacher(
       );
     }
   }
-}
-
-function preview(labels: readonly string[]): string {
-  const shown = labels.slice(0, 10).map((l) => JSON.stringify(l));
-  return shown.join(', ') + (labels.length > shown.length ? `, … ${labels.length - shown.length} more` : '');
-}
-
-/** Undefined when equal; otherwise what differs first (count, then the first differing name). */
-export function labelMismatch(a: readonly string[], b: readonly string[]): string | undefined {
-  if (a.length !== b.length) {
-    return `${a.length} classes (${preview(a)}) vs ${b.length} classes (${preview(b)})`;
-  }
-  const i = a.findIndex((label, k) => label !== b[k]);
-  if (i < 0) return undefined;
-  return `class ${i} is ${JSON.stringify(a[i])} vs ${JSON.stringify(b[i])}`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Data
-
-async function loadData(
-  spec: FineTuneJobSpec,
-  input: ModelInput | undefined,
-  options: LoadSourcesOptions,
-): Promise<FineTuneData> {
-  try {
-    return await readData(spec, input, options);
-  } catch (error) {
-    if (!(error instanceof ResourceExhaustedError)) throw error;
-    throw new InvalidSpecError([
-      {
-        field: 'dataset',
-        problem: `${error.message} (the trainer's limit per job); set dataset.max_train_images and max_eval_images, or use a smaller data set`,
-      },
-    ]);
-  }
-}
-
-/** Refuses a load that would take the job past its data set limits. */
-class DataBudget {
-  private images = 0;
-  private bytes = 0;
-
-  constructor(private readonly limits: DatasetLimits | undefined) {}
-
-  get remaining(): { maxImages?: number; maxBytes?: number } {
-    if (this.limits === undefined) return {};
-    return { maxImages: this.limits.maxImages - this.images, maxBytes: this.limits.maxBytes - this.bytes };
-  }
-
-  /** Before reading files: their sizes on disk. */
-  async reserveFiles(paths: readonly string[]): Promise<void> {
-    if (this.limits === undefined) return;
-    // A file that cannot be stat'ed is left to the loader, which reports it in its own words.
-    const sizes = await Promise.all(
-      paths.map((p) =>
-        stat(p).then(
-          (s) => s.size,
-          () => 0,
-        ),
-      ),
-    );
-    this.addBytes(
-      sizes.reduce((a, b) => a + b, 0),
-      paths.join(', '),
-    );
-  }
-
-  addBytes(count: number, what: string): void {
-    this.bytes += count;
-    if (this.limits !== undefined && this.bytes > this.limits.maxBytes) {
-      throw new ResourceExhaustedError(
-        `reading ${what} takes the data set to ${this.bytes.toLocaleString('en-US')} bytes, above the limit of ` +
-          `${this.limits.maxBytes.toLocaleString('en-US')}`,
-      );
-    }
-  }
-
-  addImages(count: number, what: string): void {
-    this.images += count;
-    if (this.limits !== undefined && this.images > this.limits.maxImages) {
-      throw new ResourceExhaustedError(
-        `${what} takes the data set to ${this.images.toLocaleString('en-US')} images, above the limit of ` +
-          `${this.limits.maxImages.toLocaleString('en-US')}`,
-      );
-    }
-  }
-}
-
-async function readData(
-  spec: FineTuneJobSpec,
-  input: ModelInput | undefined,
-  options: LoadSourcesOptions,
-): Promise<FineTuneData> {
-  const { source, validationFraction, maxTrainImages, maxEvalImages } = spec.dataset;
-  const budget = new DataBudget(options.datasetLimits);
-  const limit = (dataset: ImageDataset, max: number | undefined): ImageDataset =>
-    max === undefined ? dataset : dataset.limit(max);
-  const problems: DatasetProblem[] = [];
-  let name: string;
-  let train: ImageDataset;
-  let evalSet: ImageDataset;
-  let evalPart: string;
-  if (source.kind === 'fashion-mnist') {
-    name = 'fashion-mnist';
-    const splitFiles = (split: 'train' | 'test') =>
-      [FASHION_MNIST_FILES[split].images, FASHION_MNIST_FILES[split].labels].map((f) => join(source.dir, f));
-    await budget.reserveFiles(splitFiles('train'));
-    const full = (await loadFashionMnist(source.dir, 'train')).dataset;
-    budget.addImages(full.size, `the Fashion-MNIST training split of ${source.dir}`);
-    if (source.evalOnTest) {
-      train = full;
-      await budget.reserveFiles(splitFiles('test'));
-      evalSet = (await loadFashionMnist(source.dir, 'test')).dataset;
-      budget.addImages(evalSet.size, `the Fashion-MNIST test split of ${source.dir}`);
-      evalPart = 'test';
-    } else {
-      ({ train, validation: evalSet } = full.split(validationFraction, spec.seed));
-      evalPart = `train-holdout(${validationFraction},seed=${spec.seed})`;
-    }
-  } else {
-    name = `image-folder:${basename(source.trainDir)}`;
-    // Images are stored at the size the eval transform starts from, which bounds memory for large photos.
-    const resize =
-      input === undefined
-        ? undefined
-        : { size: Math.max(input.image_size, Math.floor(input.image_size / input.crop_pct)) };
-    const sandbox = options.sandbox;
-    const loadFolder = async (dir: string, max: number | undefined) => {
-      const folder = await loadImageFolder(dir, {
-        ...(max !== undefined && { limit: max }),
-        ...(resize !== undefined && { resize }),
-        ...budget.remaining,
-        ...(sandbox !== undefined && { isAllowed: (path: string) => sandbox.contains(path) }),
-      });
-      problems.push(...folder.problems.map((p) => ({ ...p, path: `${dir}/${p.path}` })));
-      budget.addBytes(folder.bytesRead, dir);
-      budget.addImages(folder.dataset.size, dir);
-      return folder.dataset;
-    };
-    if (source.valDir !== undefined) {
-      train = await loadFolder(source.trainDir, maxTrainImages);
-      evalSet = await loadFolder(source.valDir, maxEvalImages);
-      evalPart = `val:${basename(source.valDir)}`;
-      const mismatch = labelMismatch(train.labelNames, evalSet.labelNames);
-      if (mismatch !== undefined) {
-        throw new InvalidSpecError([
-          { field: 'dataset.image_folder.val_dir', problem: `has other classes than train_dir: ${mismatch}` },
-        ]);
-      }
-    } else {
-      const both =
-        maxTrainImages !== undefined && maxEvalImages !== undefined
-          ? maxTrainImages + maxEvalImages
-          : undefined;
-      ({ train, validation: evalSet } = (await loadFolder(source.trainDir, both)).split(
-        validationFraction,
-        spec.seed,
-      ));
-      evalPart = `holdout(${validationFraction},seed=${spec.seed})`;
-    }
-  }
-  train = limit(train, maxTrainImages);
-  evalSet = limit(evalSet, maxEvalImages);
-  const evalHash = datasetHash(evalSet);
-  return {
-    train,
-    eval: evalSet,
-    labelNames: train.labelNames,
-    name,
-    // The hash makes equal names mean equal images, whatever options produced them.
-    evalSetName: `${name}/${evalPart}/${evalSet.size}@${evalHash.slice(0, 12)}`,
-    sha256: datasetHash(train),
-    problems,
-  };
 }

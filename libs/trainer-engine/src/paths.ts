@@ -1,13 +1,17 @@
 /**
  * The trainer reads only what lies inside its data roots. Every file or folder a fine-tune request
- * names is checked twice: its form when the spec is validated (no `..` segments, no control
- * characters: INVALID_ARGUMENT), and where it really is, symlinks resolved, before anything reads it
- * (outside every root: PERMISSION_DENIED). A path that does not exist yet is placed by its nearest
- * existing ancestor, so a missing file is reported as missing by the checks that read it, not here.
+ * names is checked three times: its form when the spec is validated (no `..` segments, no control
+ * characters: INVALID_ARGUMENT); where it really is, symlinks resolved, before anything reads it
+ * (outside every root: PERMISSION_DENIED, naming the field); and, as it is read, every file and folder
+ * through `files` (the datasets library's FileAccess): checked on the opened descriptor, so a path
+ * re-pointed after the second check, or a file symlink inside a named folder, is refused, not read.
+ * A path that does not exist yet is placed by its nearest existing ancestor, so a missing file is
+ * reported as missing by the checks that read it, not here.
  */
 import { PermissionDeniedError } from '@deit-serve/core';
+import { FileAccess, isWithin } from '@deit-serve/datasets';
 import { lstat, realpath } from 'node:fs/promises';
-import { basename, dirname, join, resolve, sep } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { FineTuneJobSpec, SpecProblem } from './spec';
 
 /** Longer paths are refused outright (Linux's PATH_MAX). */
@@ -75,6 +79,8 @@ export type PathVerdict =
  */
 export class PathSandbox {
   readonly roots: readonly string[];
+  /** How the trainer opens every file a request names: inside these roots only. */
+  readonly files: FileAccess;
 
   /** `roots` and requested paths that are relative are taken against `cwd`. */
   constructor(
@@ -83,6 +89,7 @@ export class PathSandbox {
   ) {
     if (roots.length === 0) throw new RangeError('a path sandbox needs at least one root');
     this.roots = roots.map((root) => resolve(cwd, root));
+    this.files = new FileAccess(this.roots, cwd);
   }
 
   /** Where `path` really leads, and whether that is inside a root. */
@@ -112,7 +119,7 @@ export class PathSandbox {
     };
   }
 
-  /** True when `path` lies inside a root after symlinks (for files found inside a named folder). */
+  /** True when `path` lies inside a root after symlinks (a check by name: read through `files`). */
   async contains(path: string): Promise<boolean> {
     return (await this.verdict(path)).allowed;
   }
@@ -127,10 +134,6 @@ export class PathSandbox {
     }
     if (denials.length > 0) throw new PathNotAllowedError(denials, this.roots);
   }
-}
-
-function isWithin(path: string, root: string): boolean {
-  return path === root || path.startsWith(root.endsWith(sep) ? root : root + sep);
 }
 
 /**
