@@ -146,6 +146,8 @@ export interface AliasHistoryEntry {
 export type RegistryEvent =
   | { type: 'version-added'; model: string; version: number }
   | { type: 'version-removed'; model: string; version: number }
+  /** Files of a published version changed in place: damaged, or repaired (versions are otherwise immutable). */
+  | { type: 'version-changed'; model: string; version: number }
   /** `version` null: the alias was removed. */
   | { type: 'alias-moved'; model: string; alias: string; version: number | null; previous: number | null };
 

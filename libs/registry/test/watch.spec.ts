@@ -70,6 +70,24 @@ describe.each(cases)('watch (%s)', (_name, options, watchStrategy, effectiveMode
   });
 });
 
+describe.each(cases)('watch (%s): files of a version', (_name, options, watchStrategy) => {
+  it('reports a version whose files changed in place (a damaged file repaired, or damaged)', async () => {
+    const registry = await DirectoryRegistry.open(dir, { watchStrategy });
+    await registry.publish('m', sampleRequest('1'));
+    await registry.publish('m', sampleRequest('2'));
+    const events: RegistryEvent[] = [];
+    const subscription = registry.watch((e) => events.push(e), options);
+    await subscription.ready;
+    await writeFile(join(dir, 'm', '2', 'model.onnx'), 'onnx:X');
+    await waitFor(() => events.length >= 1, 'version-changed m:2');
+    await new Promise((resolve) => setTimeout(resolve, 150)); // room for other events to show up
+    await subscription.close();
+    // An in-place write may be seen half-done (truncated, then written): then it is reported twice.
+    expect(events.length).toBeLessThanOrEqual(2);
+    for (const event of events) expect(event).toEqual({ type: 'version-changed', model: 'm', version: 2 });
+  });
+});
+
 describe('watch modes', () => {
   it('falls back to polling in auto mode and fails clearly in events mode when the root cannot be watched', async () => {
     const registry = await DirectoryRegistry.open(join(dir, 'root'));

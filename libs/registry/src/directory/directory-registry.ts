@@ -63,6 +63,7 @@ import {
 import { AliasFiles, ALIASES_DIR, isValidName, lastChange, rollbackTarget } from './alias-files';
 import { LOCK_DRAFT_INFIX, withFileLock } from './lock';
 import { readSource, validateSources, verifyStaged, writeSource } from './staging';
+import { scanRegistry } from './snapshot';
 import { RegistryWatcher, type RegistrySnapshot, type WatchStrategy } from './watcher';
 
 export interface DirectoryRegistryOptions {
@@ -712,21 +713,11 @@ export class DirectoryRegistry implements ModelRegistry {
     );
   }
 
-  private async snapshot(): Promise<RegistrySnapshot> {
-    const snapshot: RegistrySnapshot = { models: new Map(), directories: [this.root] };
-    for (const model of (await readdirIfExists(this.root)).sort()) {
-      if (!isValidName(model) || !(await isDirectory(this.modelDir(model)))) continue;
-      snapshot.directories.push(this.modelDir(model));
-      const aliasesDir = join(this.modelDir(model), ALIASES_DIR);
-      if (await isDirectory(aliasesDir)) snapshot.directories.push(aliasesDir);
-      const versions = new Set(await this.scanVersions(model));
-      const aliases = new Map<string, number>();
-      // A damaged alias file must not blind the watcher to everything else; it reappears once repaired.
-      const { pointers } = await this.aliasFiles.readPointers(model);
-      for (const [alias, pointer] of pointers) if (pointer.to !== null) aliases.set(alias, pointer.to);
-      if (versions.size > 0 || aliases.size > 0) snapshot.models.set(model, { versions, aliases });
-    }
-    return snapshot;
+  private snapshot(): Promise<RegistrySnapshot> {
+    return scanRegistry(this.root, {
+      versions: (model) => this.scanVersions(model),
+      aliases: async (model) => (await this.aliasFiles.readPointers(model)).pointers,
+    });
   }
 
   // ---- retention ---------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ import type { RegistryEvent, RegistryListener, RegistrySubscription, WatchOption
 
 /** What a rescan sees: per model, its versions and alias targets; plus the directories worth watching. */
 export interface RegistrySnapshot {
-  models: Map<string, { versions: Set<number>; aliases: Map<string, number> }>;
-  /** Directories whose entries change when the registry changes (root, model dirs, alias dirs). */
+  /** `versions` maps each version to a fingerprint of its files (see scanRegistry). */
+  models: Map<string, { versions: Map<number, string>; aliases: Map<string, number> }>;
+  /** Directories whose entries change when the registry changes (root, model, alias and version dirs). */
   directories: string[];
 }
 
@@ -34,12 +35,14 @@ export function diffSnapshots(before: RegistrySnapshot, after: RegistrySnapshot)
   for (const model of [...names].sort()) {
     const old = before.models.get(model);
     const now = after.models.get(model);
-    const oldVersions = old?.versions ?? new Set<number>();
-    const newVersions = now?.versions ?? new Set<number>();
-    for (const version of [...newVersions].sort((a, b) => a - b)) {
-      if (!oldVersions.has(version)) added.push({ type: 'version-added', model, version });
+    const oldVersions = old?.versions ?? new Map<number, string>();
+    const newVersions = now?.versions ?? new Map<number, string>();
+    for (const [version, files] of [...newVersions].sort(([a], [b]) => a - b)) {
+      const before = oldVersions.get(version);
+      if (before === undefined) added.push({ type: 'version-added', model, version });
+      else if (before !== files) added.push({ type: 'version-changed', model, version });
     }
-    for (const version of [...oldVersions].sort((a, b) => a - b)) {
+    for (const version of [...oldVersions.keys()].sort((a, b) => a - b)) {
       if (!newVersions.has(version)) removed.push({ type: 'version-removed', model, version });
     }
     const aliases = new Set([...(old?.aliases.keys() ?? []), ...(now?.aliases.keys() ?? [])]);
