@@ -29,6 +29,9 @@ import {
 
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
 
+/** Opens of a path whose symlinks change under it before it is refused. */
+const OPEN_ATTEMPTS = 3;
+
 /** Bytes read from a file at a time. */
 export const READ_CHUNK_BYTES = 1 << 16;
 
@@ -105,28 +108,7 @@ export class FileAccess {
     options: OpenOptions,
   ): Promise<{ handle: FileHandle; realPath: string; stats: Stats }> {
     const roots = await this.realRoots();
-    let throughLink = false;
-    let handle: FileHandle;
-    try {
-      handle = await open(target, OPEN_FLAGS);
-    } catch (error) {
-      if (codeOf(error) !== 'ELOOP') throw openError(error, shown);
-      throughLink = true;
-      const linked = await realpath(target).catch((cause: unknown) => {
-        throw new InvalidArgumentError(
-          `${JSON.stringify(shown)} cannot be resolved (a dangling or looping symbolic link)`,
-          { cause },
-        );
-      });
-      if (roots !== undefined && !roots.some((root) => isWithin(linked, root))) {
-        throw new OutsideRootsError(shown, linked, true);
-      }
-      handle = await open(linked, OPEN_FLAGS).catch((cause: unknown) => {
-        throw codeOf(cause) === 'ELOOP'
-          ? new InvalidArgumentError(`${JSON.stringify(shown)} changed while it was being opened`, { cause })
-          : openError(cause, shown);
-      });
-    }
+    const { handle, throughLink } = await this.openNoFollow(target, shown, roots);
     try {
       const realPath = await this.locate(handle, shown, roots, throughLink);
       const stats = await handle.stat();
@@ -146,6 +128,45 @@ export class FileAccess {
     } catch (error) {
       await handle.close();
       throw error;
+    }
+  }
+
+  /**
+   * Opens `target` without following a symlink in its last component; a symlink is resolved and its
+   * target, when inside the roots, opened the same way. A path that changes between the two (a link
+   * re-pointed, a folder swapped) is tried again a few times, then refused.
+   */
+  private async openNoFollow(
+    target: string,
+    shown: string,
+    roots: readonly string[] | undefined,
+  ): Promise<{ handle: FileHandle; throughLink: boolean }> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return { handle: await open(target, OPEN_FLAGS), throughLink: false };
+      } catch (error) {
+        if (codeOf(error) !== 'ELOOP') throw openError(error, shown);
+      }
+      const linked = await realpath(target).catch((cause: unknown) => {
+        throw new InvalidArgumentError(
+          `${JSON.stringify(shown)} cannot be resolved (a dangling or looping symbolic link)`,
+          { cause },
+        );
+      });
+      if (roots !== undefined && !roots.some((root) => isWithin(linked, root))) {
+        throw new OutsideRootsError(shown, linked, true);
+      }
+      try {
+        return { handle: await open(linked, OPEN_FLAGS), throughLink: true };
+      } catch (error) {
+        if (codeOf(error) !== 'ELOOP') throw openError(error, shown);
+        if (attempt === OPEN_ATTEMPTS) {
+          throw new InvalidArgumentError(
+            `${JSON.stringify(shown)} kept changing while it was being opened; not read`,
+            { cause: error },
+          );
+        }
+      }
     }
   }
 
