@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: every project's tests through Nx, then one closing line that CI reads:
+// `npm test`: the test setup, every project's tests through Nx, then one closing line that CI reads:
 // `N passed, N failed, N skipped`, summed from the JSON reports vitest writes per project.
 // Extra arguments go to `nx run-many` (e.g. `npm test -- --projects=model`).
 import { spawnSync } from 'node:child_process';
@@ -9,6 +9,14 @@ import { join } from 'node:path';
 const root = join(import.meta.dirname, '..', '..');
 const reports = join(root, 'reports', 'vitest');
 rmSync(reports, { recursive: true, force: true });
+
+// What the tests need beyond `npm ci` (Pillow, the deploy tools, Fashion-MNIST): installed once, then
+// reused; DEIT_TEST_SETUP=0 skips it. Each part it cannot install is named with the tests it leaves skipped.
+if (process.env.DEIT_TEST_SETUP !== '0') {
+  spawnSync('bash', [join(root, 'tools', 'scripts', 'test-setup.sh')], { cwd: root, stdio: 'inherit' });
+}
+const venvPython = join(root, 'reports', '.venv-test', 'bin', 'python');
+if (process.env.PYTHON === undefined && existsSync(venvPython)) process.env.PYTHON = venvPython;
 
 const nx = spawnSync(
   'npx',
