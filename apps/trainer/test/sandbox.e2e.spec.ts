@@ -5,8 +5,9 @@ import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
 import { trainerV1Client } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { startTestService, type TestService } from '@deit-serve/testing';
-import { mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { constants, mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -22,6 +23,16 @@ const base = realpathSync(mkdtempSync(join(tmpdir(), 'deit-trainer-sandbox-')));
 const dataRoot = join(base, 'data');
 const outside = join(base, 'outside');
 const MAX_DATASET_IMAGES = 12;
+const SECRET = 'SECRET-CONTENT-51c0de';
+/** Fashion-MNIST's four file names, made FIFOs in one folder. */
+const FASHION_MNIST_NAMES = [
+  'train-images-idx3-ubyte.gz',
+  'train-labels-idx1-ubyte.gz',
+  't10k-images-idx3-ubyte.gz',
+  't10k-labels-idx1-ubyte.gz',
+];
+/** A refusal of a FIFO must come this fast (it used to block a thread of libuv's pool for good). */
+const PROMPT_MS = 2_000;
 
 const { DistillationType } = trainerV1Client;
 
@@ -54,6 +65,13 @@ describe('trainer path sandbox and data set limits (gRPC)', () => {
     writeFileSync(join(outside, 'teacher.onnx'), 'private bytes');
     symlinkSync(join(outside, 'teacher.onnx'), join(dataRoot, 'teacher.onnx'));
     symlinkSync(join(outside, 'private'), join(dataRoot, 'linked-private'));
+    // Fashion-MNIST files that are symlinks out of the root: to a secret, and to /etc/passwd.
+    writeFileSync(join(outside, 'secret.bin'), SECRET.repeat(50));
+    mkdirSync(join(dataRoot, 'linked-fm'));
+    symlinkSync(join(outside, 'secret.bin'), join(dataRoot, 'linked-fm', FASHION_MNIST_NAMES[0]));
+    symlinkSync('/etc/passwd', join(dataRoot, 'linked-fm', FASHION_MNIST_NAMES[1]));
+    mkdirSync(join(dataRoot, 'fifo-fm'));
+    for (const name of FASHION_MNIST_NAMES) execFileSync('mkfifo', [join(dataRoot, 'fifo-fm', name)]);
 
     const config = loadConfig(trainerConfigSpec, {
       DEIT_JOBS_DB: join(base, 'jobs.sqlite'),
@@ -75,6 +93,15 @@ describe('trainer path sandbox and data set limits (gRPC)', () => {
   }, 60_000);
 
   afterAll(async () => {
+    // Should a read be blocked on a FIFO (the failure guarded against), a writer coming and going
+    // releases it, so the service can close.
+    for (const name of FASHION_MNIST_NAMES) {
+      const writer = await open(
+        join(dataRoot, 'fifo-fm', name),
+        constants.O_WRONLY | constants.O_NONBLOCK,
+      ).catch(() => undefined);
+      await writer?.close();
+    }
     client?.close();
     await service?.close();
     warn.mockRestore();
@@ -91,17 +118,30 @@ describe('trainer path sandbox and data set limits (gRPC)', () => {
       ...overrides,
     });
 
-  const start = (s: trainerV1Client.FineTuneSpec, requestId = '') =>
+  const start = (s: trainerV1Client.FineTuneSpec, requestId = '', deadlineMs = 60_000) =>
     new Promise<trainerV1Client.StartFineTuneResponse>((resolve, reject) =>
-      client.startFineTune({ spec: s, requestId }, new Metadata(), (e, r) => (e ? reject(e) : resolve(r))),
+      client.startFineTune(
+        { spec: s, requestId },
+        new Metadata(),
+        { deadline: Date.now() + deadlineMs },
+        (e, r) => (e ? reject(e) : resolve(r)),
+      ),
     );
-  const refusal = (s: trainerV1Client.FineTuneSpec, requestId = '') =>
-    start(s, requestId).then(
+  const refusal = (s: trainerV1Client.FineTuneSpec, requestId = '', deadlineMs?: number) =>
+    start(s, requestId, deadlineMs).then(
       (r) => {
         throw new Error(`expected a refusal; job ${r.job?.id} was queued`);
       },
       (e: ServiceError) => e,
     );
+  const fashionMnist = (dir: string) => ({
+    dataset: {
+      fashionMnist: { dir, evalOnTest: false },
+      validationFraction: 0.25,
+      maxTrainImages: 0,
+      maxEvalImages: 0,
+    },
+  });
   const folder = (trainDir: string, valDir = '') => ({
     dataset: {
       imageFolder: { trainDir, valDir },
@@ -226,5 +266,38 @@ describe('trainer path sandbox and data set limits (gRPC)', () => {
         `dataset: .*would load ${MAX_DATASET_IMAGES + 2} images, more than the ${MAX_DATASET_IMAGES} allowed`,
       ),
     );
+  });
+
+  it('refuses Fashion-MNIST files that are symlinks out of the root with PERMISSION_DENIED, quoting none of their bytes', async () => {
+    const error = await refusal(spec(fashionMnist(join(dataRoot, 'linked-fm'))));
+    expect(error.code).toBe(status.PERMISSION_DENIED);
+    expect(error.details).toMatch(
+      /dataset\.fashion_mnist\.dir: ".*linked-fm\/train-images-idx3-ubyte\.gz" leads outside the data roots through a symbolic link/,
+    );
+    for (const leak of [SECRET, 'SECR', '53454352', 'root:', '726f6f74', outside]) {
+      expect(error.details).not.toContain(leak);
+    }
+  });
+
+  it('refuses FIFOs named like Fashion-MNIST files promptly, request after request, and keeps answering', async () => {
+    for (let i = 0; i < 8; i++) {
+      const started = Date.now();
+      const error = await refusal(spec(fashionMnist(join(dataRoot, 'fifo-fm'))), `fifo-${i}`, PROMPT_MS);
+      expect(Date.now() - started).toBeLessThan(PROMPT_MS);
+      expect(error.code).toBe(status.INVALID_ARGUMENT);
+      expect(error.details).toMatch(/train-images-idx3-ubyte\.gz" is not a regular file \(a FIFO\)/);
+    }
+    // Still responsive: a normal request is queued and the job list answers, both promptly.
+    const { job } = await start(spec(), 'after-fifos', PROMPT_MS);
+    expect(job?.state).toBe(trainerV1Client.JobState.JOB_STATE_QUEUED);
+    const listed = await new Promise<trainerV1Client.ListJobsResponse>((resolve, reject) =>
+      client.listJobs(
+        { states: [], pageSize: 100, pageToken: '' },
+        new Metadata(),
+        { deadline: Date.now() + PROMPT_MS },
+        (e, r) => (e ? reject(e) : resolve(r)),
+      ),
+    );
+    expect(listed.jobs.map((j) => j.id)).toContain(job?.id);
   });
 });
