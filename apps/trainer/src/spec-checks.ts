@@ -6,8 +6,9 @@ import { PathSandbox } from '@deit-serve/trainer-engine';
 
 /**
  * The source checks every submitted spec passes before it is queued, from the configuration: paths
- * inside DEIT_TRAINER_DATA_ROOTS, dataset size limits, the registry's models. main() and the sandbox
- * e2e test wire the same ones.
+ * inside DEIT_TRAINER_DATA_ROOTS (every file read through the sandbox's checked FileAccess, as the
+ * worker reads them), dataset size limits, the registry's models. main() and the sandbox e2e test
+ * wire the same ones.
  */
 export function sourceChecks(config: TrainerConfig, registry: ModelRegistry): SpecCheck[] {
   return [
