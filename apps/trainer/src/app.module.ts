@@ -10,7 +10,9 @@ import {
 import type { TrainerConfig } from '@deit-serve/config';
 import { HealthModule, HealthStatus } from '@deit-serve/grpc-server';
 import { healthV1 } from '@deit-serve/proto';
+import { ProtectedAliases } from '@deit-serve/finetune';
 import { connectBatchApi, type BatchJobsApi } from '@deit-serve/k8s-jobs';
+import { DirectoryRegistry } from '@deit-serve/registry';
 import {
   type JobExecutor,
   type JobKinds,
@@ -24,7 +26,14 @@ import {
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { kubernetesRunnerOptions } from './job-mode';
-import { CONFIG, JOB_EXECUTOR, SPEC_CHECKS, SPEC_OPTIONS, type SpecOptions } from './tokens';
+import {
+  CONFIG,
+  JOB_EXECUTOR,
+  PROTECTED_ALIASES,
+  SPEC_CHECKS,
+  SPEC_OPTIONS,
+  type SpecOptions,
+} from './tokens';
 import { TrainerController } from './trainer.controller';
 
 const { SERVING } = healthV1.HealthCheckResponse_ServingStatus;
@@ -42,6 +51,8 @@ export interface TrainerWiring {
   runner?: { stopGraceMs?: number; pollIntervalMs?: number; leaseMs?: number };
   /** Job mode (DEIT_TRAINER_RUNNER=kubernetes): the batch/v1 API; default: connectBatchApi() (tests pass a fake). */
   batchApi?: BatchJobsApi;
+  /** Who may promote to DEIT_PROTECTED_ALIASES; default: checked against DEIT_REGISTRY_DIR, opened on first use. */
+  protectedAliases?: ProtectedAliases;
 }
 
 @Module({})
@@ -63,6 +74,16 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
         { provide: CONFIG, useValue: config },
         { provide: SPEC_OPTIONS, useValue: wiring.specOptions ?? {} },
         { provide: SPEC_CHECKS, useValue: wiring.specChecks ?? [] },
+        {
+          provide: PROTECTED_ALIASES,
+          useFactory: () =>
+            wiring.protectedAliases ??
+            new ProtectedAliases({
+              aliases: config.protectedAliases,
+              dataRoots: config.dataRoots,
+              registry: () => DirectoryRegistry.open(config.registryDir),
+            }),
+        },
         // Relative roots are taken against the working directory, as DEIT_TRAINER_WORK_DIR is.
         { provide: PathSandbox, useFactory: () => new PathSandbox(config.dataRoots) },
         {

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
-import { fineTuneJobKinds } from '@deit-serve/finetune';
+import { fineTuneJobKinds, ProtectedAliases } from '@deit-serve/finetune';
 import { createGrpcMicroservice, logLevelsUpTo, securityOptions } from '@deit-serve/grpc-server';
 import { DEIT_PRESET_NAMES } from '@deit-serve/model';
 import { DirectoryRegistry } from '@deit-serve/registry';
@@ -17,6 +17,11 @@ async function main(): Promise<void> {
       kinds: fineTuneJobKinds(),
       specOptions: { presets: DEIT_PRESET_NAMES },
       specChecks: sourceChecks(config, registry),
+      protectedAliases: new ProtectedAliases({
+        aliases: config.protectedAliases,
+        dataRoots: config.dataRoots,
+        registry,
+      }),
     }),
     {
       host: config.grpcHost,

@@ -6,3 +6,5 @@ export const SPEC_CHECKS = Symbol('spec-checks');
 /** What runs the jobs (a JobExecutor): worker processes, or Kubernetes Jobs in job mode. */
 export const JOB_EXECUTOR = Symbol('job-executor');
 export type SpecOptions = ValidateSpecOptions;
+/** The protected-alias check of StartFineTune (a ProtectedAliases). */
+export const PROTECTED_ALIASES = Symbol('protected-aliases');

@@ -1,4 +1,8 @@
+import type { Metadata } from '@grpc/grpc-js';
 import { Controller, Inject, Logger } from '@nestjs/common';
+import { PermissionDeniedError } from '@deit-serve/core';
+import type { ProtectedAliases } from '@deit-serve/finetune';
+import { callerOf } from '@deit-serve/grpc-server';
 import { trainerV1 } from '@deit-serve/proto';
 import {
   FINE_TUNE_JOB_KIND,
@@ -19,7 +23,7 @@ import {
   type JobRecord,
 } from '@deit-serve/trainer-engine';
 import { map, type Observable } from 'rxjs';
-import { JOB_EXECUTOR, SPEC_CHECKS, SPEC_OPTIONS, type SpecOptions } from './tokens';
+import { JOB_EXECUTOR, PROTECTED_ALIASES, SPEC_CHECKS, SPEC_OPTIONS, type SpecOptions } from './tokens';
 
 type FineTuneJob = JobRecord<FineTuneJobSpec, FineTuneResult>;
 
@@ -34,17 +38,27 @@ export class TrainerController implements trainerV1.TrainerServiceController {
     private readonly sandbox: PathSandbox,
     @Inject(SPEC_OPTIONS) private readonly specOptions: SpecOptions,
     @Inject(SPEC_CHECKS) private readonly checks: readonly SpecCheck[],
+    @Inject(PROTECTED_ALIASES) private readonly protectedAliases: ProtectedAliases,
   ) {}
 
-  async startFineTune(request: trainerV1.StartFineTuneRequest): Promise<trainerV1.StartFineTuneResponse> {
+  async startFineTune(
+    request: trainerV1.StartFineTuneRequest,
+    metadata?: Metadata,
+  ): Promise<trainerV1.StartFineTuneResponse> {
     // Every bad field is reported at once (INVALID_ARGUMENT) before anything is queued: first the
     // spec's form, then whether its paths lie inside the data roots (PERMISSION_DENIED), then what
-    // it names (models, teacher, dataset, label sets). Refusals are logged: they may be probes.
-    let spec;
+    // it names (models, teacher, dataset, label sets), then whether the caller may promote where it
+    // asks (protected aliases: PERMISSION_DENIED). Refusals are logged: they may be probes.
+    let spec: FineTuneJobSpec;
     try {
       spec = validateFineTuneSpec(request.spec ?? null, this.specOptions);
       await this.sandbox.assertSpecAllowed(spec);
       await runSpecChecks(spec, this.checks);
+      // The caller's role travels with the job, which judges the promotion when it ends.
+      const guard = await this.protectedAliases.guardFor(spec, callerOf(metadata));
+      if (guard !== undefined && spec.promotion !== undefined) {
+        spec = { ...spec, promotion: { ...spec.promotion, guard } };
+      }
     } catch (error) {
       this.logRefusal(request.requestId, error);
       throw error;
@@ -60,7 +74,7 @@ export class TrainerController implements trainerV1.TrainerServiceController {
         .map((d) => `${d.field} ${JSON.stringify(d.path)} → ${d.resolved}`)
         .join('; ');
       this.logger.warn(`StartFineTune${id} refused, paths outside the data roots: ${where}`);
-    } else if (error instanceof InvalidSpecError) {
+    } else if (error instanceof InvalidSpecError || error instanceof PermissionDeniedError) {
       this.logger.warn(`StartFineTune${id} refused: ${error.message}`);
     }
   }

@@ -11,11 +11,10 @@
  *
  * The runner loads this module in a worker process and calls {@link fineTuneJob}.
  */
-import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
-import { batchCount, trainBatches, type AugmentOptions, type BatchInputSpec } from '@deit-serve/datasets';
+import { batchCount, trainBatches, type BatchInputSpec } from '@deit-serve/datasets';
 import { deriveSeed, initBackend, writeSafetensors, type BackendName } from '@deit-serve/model';
 import { cosineLr, perStep, registerGradients, type BatchArray } from '@deit-serve/model/train';
 import { DirectoryRegistry, type ModelRegistry } from '@deit-serve/registry';
@@ -44,10 +43,16 @@ import {
   type TrainingHistory,
 } from './checkpoint';
 import { evaluateStudent, top1Of } from './evaluate';
-import { applyPromotion, policyTop1 } from './promotion';
-import { findPublished, publishOnce, type PublishedMarker, type PublishHook } from './publish';
+import {
+  findPublished,
+  promotePublished,
+  publishOnce,
+  type PublishedMarker,
+  type PublishHook,
+} from './publish';
 import { loadFineTuneSources, type DatasetLimits, type FineTuneSources } from './sources';
 import { createStudentTrainer, type Parallelism, type StudentTrainer } from './student-trainer';
+import { augmentOptions, specHash } from './run-spec';
 import { TeacherRunner } from './teacher';
 import { buildVersionRequest } from './version-request';
 
@@ -76,6 +81,11 @@ export interface FineTuneJobOptions {
   readonly datasetLimits?: DatasetLimits;
   /** Called at each step of the publish phase (crash tests). */
   readonly publishHook?: PublishHook;
+  /**
+   * The trainer's own data (DEIT_TRAINER_DATA_ROOTS), where a protected alias's evaluation set is
+   * rebuilt for a job without the admin role; default: none, so such a job never moves it.
+   */
+  readonly serverDataRoots?: readonly string[];
 }
 
 /** This module's path, for the runner's job kinds. */
@@ -93,6 +103,7 @@ export const fineTuneJob: JobFunction<FineTuneJobSpec, FineTuneResult> = (ctx) =
     registryDir: config.registryDir,
     backend: config.trainingBackend,
     sandbox: new PathSandbox(config.dataRoots),
+    serverDataRoots: config.dataRoots,
     datasetLimits: { maxImages: config.maxDatasetImages, maxBytes: config.maxDatasetBytes },
   })(ctx);
 };
@@ -104,31 +115,6 @@ export function createFineTuneJob(
 }
 
 const START_WEIGHTS = 'student-start.safetensors';
-
-/** `AugmentationOptions` of the spec → the datasets library's options. Smoothing is the loss's job. */
-export function augmentOptions(spec: FineTuneJobSpec): AugmentOptions {
-  const a = spec.augmentation;
-  return {
-    crop:
-      a.crop === 'random-resized'
-        ? { kind: 'random-resized' }
-        : a.crop === 'padded'
-          ? { kind: 'padded', padding: a.padding }
-          : { kind: 'none' },
-    hflip: a.horizontalFlip ? 0.5 : 0,
-    ...(a.randomErasing > 0 && { randomErasing: { probability: a.randomErasing } }),
-    ...((a.mixupAlpha > 0 || a.cutmixAlpha > 0) && {
-      mixup: { mixupAlpha: a.mixupAlpha, cutmixAlpha: a.cutmixAlpha },
-    }),
-    // Targets stay unsmoothed: distillationLoss smooths hard and mixed targets alike.
-    labelSmoothing: 0,
-  };
-}
-
-/** Fingerprint of a spec: a checkpoint only resumes the run it was written for. */
-export function specHash(spec: FineTuneJobSpec): string {
-  return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
-}
 
 class FineTuneRun {
   private readonly spec: FineTuneJobSpec;
@@ -288,6 +274,25 @@ class FineTuneRun {
       evalInput,
     });
     return this.finish(registry, sources, version);
+  }
+
+  private async finish(
+    registry: ModelRegistry,
+    sources: FineTuneSources,
+    published: PublishedMarker,
+  ): Promise<FineTuneResult> {
+    const result = await promotePublished({
+      registry,
+      spec: this.spec,
+      published,
+      evalSet: sources.data.evalSetName,
+      evalData: sources.data.eval,
+      serverDataRoots: this.options.serverDataRoots ?? [],
+      signal: this.ctx.signal,
+    });
+    this.log(`promotion: ${result.promotionReason}`);
+    await this.options.publishHook?.('after-promotion');
+    return result;
   }
 
   private reportSources(sources: FineTuneSources): void {
@@ -550,41 +555,6 @@ class FineTuneRun {
     });
     this.log(`published ${spec.outputModel}:${marker.version} (${describeEval(finalEval)})`);
     return marker;
-  }
-
-  private async finish(
-    registry: ModelRegistry,
-    sources: FineTuneSources,
-    published: PublishedMarker,
-  ): Promise<FineTuneResult> {
-    const { spec } = this;
-    const candidateTop1 = policyTop1({
-      top1: {
-        cls: published.finalEval.cls?.top1 ?? 0,
-        dist: published.finalEval.dist?.top1 ?? null,
-        avg: published.finalEval.average?.top1 ?? null,
-      },
-    });
-    const outcome = await applyPromotion({
-      registry,
-      model: spec.outputModel,
-      version: published.version,
-      candidateTop1,
-      evalSet: sources.data.evalSetName,
-      evalData: sources.data.eval,
-      policy: spec.promotion,
-      signal: this.ctx.signal,
-    });
-    this.log(`promotion: ${outcome.reason}`);
-    await this.options.publishHook?.('after-promotion');
-    return {
-      model: spec.outputModel,
-      version: published.version,
-      sha256: published.sha256,
-      finalEval: published.finalEval,
-      promoted: outcome.promoted,
-      promotionReason: outcome.reason,
-    };
   }
 }
 

@@ -4,18 +4,20 @@
  * exported to ONNX, published to the registry with its lineage and curves, and promoted by policy.
  */
 export {
-  augmentOptions,
   createFineTuneJob,
   FINE_TUNE_JOB_MODULE,
   fineTuneJob,
   fineTuneJobKinds,
-  specHash,
   type FineTuneJobOptions,
 } from './fine-tune-job';
+export { augmentOptions, specHash } from './run-spec';
+export { applyGuardedPromotion, ProtectedAliases, type Caller } from './protected-promotion';
+export { parseEvalSetName, reproduceEvalSet, type ReproducibleEvalSet } from './server-eval-set';
 export {
   findPublished,
   findVersionOfJob,
   publishOnce,
+  promotePublished,
   PUBLISHED_MARKER,
   type PublishedMarker,
   type PublishHook,

@@ -4,6 +4,8 @@
  * when it was measured on exactly this set (same name, which embeds the images' hash); otherwise the
  * incumbent is evaluated here, through onnxruntime with its own preprocessing. An alias that points
  * nowhere is always moved. Every decision carries its reason, which is also written to the alias history.
+ * A protected alias moved for a caller without `admin` is judged on the incumbent's own set instead
+ * (protected-promotion.ts): the caller chooses the job's evaluation set, so a gain there proves nothing.
  */
 import type { ImageDataset } from '@deit-serve/datasets';
 import { labelsInOrder, type Manifest, type Metrics, type ModelRegistry } from '@deit-serve/registry';
@@ -92,7 +94,11 @@ export async function applyPromotion(options: ApplyPromotionOptions): Promise<Pr
           reason: `${policy.alias} points at v${target}, whose labels differ from the evaluation set's (${mismatch}): not comparable, alias not moved`,
         };
       }
-      incumbent = { version: target, top1: await evaluateVersion(options, target), source: 'evaluated' };
+      incumbent = {
+        version: target,
+        top1: await evaluateVersion(options, target, options.evalData),
+        source: 'evaluated',
+      };
     }
   }
   const outcome = decidePromotion(
@@ -105,8 +111,12 @@ export async function applyPromotion(options: ApplyPromotionOptions): Promise<Pr
   return outcome;
 }
 
-/** Top-1 (average head when there are two) of a registry version on the evaluation set. */
-async function evaluateVersion(options: ApplyPromotionOptions, version: number): Promise<number> {
+/** Top-1 (average head when there are two) of a registry version on `dataset`. */
+export async function evaluateVersion(
+  options: Pick<ApplyPromotionOptions, 'registry' | 'model' | 'signal'>,
+  version: number,
+  dataset: ImageDataset,
+): Promise<number> {
   const loaded = await options.registry.loadVersion(`${options.model}:${version}`);
   const bytes = loaded.files.get('model.onnx');
   if (bytes === undefined) throw new Error(`${options.model}:${version} has no model.onnx`);
@@ -130,7 +140,7 @@ async function evaluateVersion(options: ApplyPromotionOptions, version: number):
         for (const h of heads) for (let i = 0; i < sum.length; i++) sum[i] += h[i] / heads.length;
         return sum;
       },
-      options.evalData,
+      dataset,
       {
         batchSize: 64,
         inputSpec: {

@@ -10,9 +10,12 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NotFoundError } from '@deit-serve/core';
+import type { ImageDataset } from '@deit-serve/datasets';
 import type { ModelRegistry, PublishRequest, VersionInfo } from '@deit-serve/registry';
-import type { EvalResult } from '@deit-serve/trainer-engine';
+import type { EvalResult, FineTuneJobSpec, FineTuneResult } from '@deit-serve/trainer-engine';
 import { writeFileAtomic } from './checkpoint';
+import { policyTop1 } from './promotion';
+import { applyGuardedPromotion } from './protected-promotion';
 
 export const PUBLISHED_MARKER = 'published.json';
 
@@ -135,4 +138,44 @@ async function finalEvalOf(registry: ModelRegistry, info: VersionInfo): Promise<
   const finalEval = bytes && (JSON.parse(bytes.toString('utf8')) as { final_eval?: EvalResult }).final_eval;
   if (finalEval === undefined) throw new Error(`${ref} has no final evaluation in its training.json`);
   return finalEval;
+}
+
+/** The promotion policy applied to the published version, and the job's result. */
+export async function promotePublished(options: {
+  readonly registry: ModelRegistry;
+  readonly spec: FineTuneJobSpec;
+  readonly published: PublishedMarker;
+  /** The job's own evaluation set (the caller's choice). */
+  readonly evalSet: string;
+  readonly evalData: ImageDataset;
+  readonly serverDataRoots: readonly string[];
+  readonly signal?: AbortSignal;
+}): Promise<FineTuneResult> {
+  const { spec, published } = options;
+  const { finalEval } = published;
+  const outcome = await applyGuardedPromotion({
+    registry: options.registry,
+    model: spec.outputModel,
+    version: published.version,
+    candidateTop1: policyTop1({
+      top1: {
+        cls: finalEval.cls?.top1 ?? 0,
+        dist: finalEval.dist?.top1 ?? null,
+        avg: finalEval.average?.top1 ?? null,
+      },
+    }),
+    evalSet: options.evalSet,
+    evalData: options.evalData,
+    policy: spec.promotion,
+    serverDataRoots: options.serverDataRoots,
+    ...(options.signal !== undefined && { signal: options.signal }),
+  });
+  return {
+    model: spec.outputModel,
+    version: published.version,
+    sha256: published.sha256,
+    finalEval,
+    promoted: outcome.promoted,
+    promotionReason: outcome.reason,
+  };
 }

@@ -72,7 +72,16 @@ export type TrainableScope =
 export interface PromotionPolicy {
   readonly alias: string;
   readonly minImprovement: number;
+  /**
+   * Set by the trainer when it accepts the job, never from the request: the alias is protected
+   * (DEIT_PROTECTED_ALIASES) and the caller held `admin` (the policy alone decides), or did not
+   * (`server-evaluated`: the new version must beat the incumbent on the incumbent's recorded
+   * evaluation set, rebuilt by the trainer from its own data). Absent: an unprotected alias.
+   */
+  readonly guard?: PromotionGuard;
 }
+
+export type PromotionGuard = 'admin' | 'server-evaluated';
 
 /** Plain JSON: it is stored with the job and handed to the worker process as is. */
 export interface FineTuneJobSpec {
