@@ -7,6 +7,7 @@ interface PackageJson {
   allowScripts: Record<string, boolean>;
   dependencies: Record<string, string>;
   devDependencies: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
 }
 
 describe('install policy', () => {
@@ -27,7 +28,8 @@ describe('install policy', () => {
   });
 
   it('pins every dependency to an exact version', () => {
-    for (const [name, version] of Object.entries({ ...pkg.dependencies, ...pkg.devDependencies })) {
+    const all = { ...pkg.dependencies, ...pkg.devDependencies, ...pkg.optionalDependencies };
+    for (const [name, version] of Object.entries(all)) {
       expect(version, name).toMatch(/^\d+\.\d+\.\d+$/);
     }
   });

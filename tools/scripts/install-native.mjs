@@ -1,0 +1,325 @@
+#!/usr/bin/env node
+// The root package's postinstall: builds @tensorflow/tfjs-node against the TensorFlow C API in PyPI's
+// tensorflow-cpu wheel, so that after `npm ci` the trainer runs on the `tensorflow` backend.
+//
+// Never fails the install: where it cannot build it prints one line saying why, and training uses the
+// wasm backend. DEIT_NATIVE=off skips it. A finished build (deps/ + addon) is kept in
+// ~/.cache/deit-serve/tfjs-node-<key> (DEIT_NATIVE_CACHE_DIR overrides the parent folder) and
+// restored by hard links on the next `npm ci`, which wipes node_modules. The decision is in
+// install-native-plan.mjs; the build's output goes to a log file named on failure.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  copyFileSync,
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  closeSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import {
+  ADDON_PATH,
+  LIBRARY_LINKS,
+  NAPI_BUILD_VERSION,
+  planNativeInstall,
+  skipLine,
+  STAMP_FILE,
+  TFJS_NODE_VERSION,
+  WHEEL,
+  WHEEL_HEADER_PREFIXES,
+  WHEEL_HEADER_ROOT,
+  WHEEL_LIBRARIES,
+} from './install-native-plan.mjs';
+
+const root = resolve(import.meta.dirname, '..', '..');
+const pkgDir = join(root, 'node_modules', '@tensorflow', 'tfjs-node');
+const cacheRoot =
+  process.env.DEIT_NATIVE_CACHE_DIR ??
+  join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'deit-serve');
+
+class StepError extends Error {}
+
+function main() {
+  const started = Date.now();
+  const plan = planNativeInstall(gatherFacts());
+  if (plan.action === 'skip') {
+    console.log(skipLine(plan.reason));
+    return;
+  }
+  const done = (how) =>
+    console.log(
+      `deit-serve: native TensorFlow ${how}: tfjs-node ${TFJS_NODE_VERSION} on TensorFlow ${WHEEL.version} ` +
+        `(${((Date.now() - started) / 1000).toFixed(1)} s); training uses the tensorflow backend`,
+    );
+  if (plan.action === 'ready') return done('already built');
+  const entry = join(cacheRoot, plan.key);
+  mkdirSync(cacheRoot, { recursive: true });
+  const log = join(cacheRoot, `${plan.key}.log`);
+  writeFileSync(log, `${new Date().toISOString()} ${plan.action} ${plan.key}\n`);
+  try {
+    if (plan.action === 'restore') {
+      restore(entry);
+      verify(log);
+      return done(`restored from ${entry}`);
+    }
+    build(plan, entry, log);
+    return done(`built (cached in ${entry})`);
+  } catch (error) {
+    removeBuild();
+    const why = error instanceof StepError ? error.message : `unexpected error: ${String(error)}`;
+    console.log(skipLine(`${why}; log: ${log}`));
+  }
+}
+
+function gatherFacts() {
+  const pkg = readJsonOrUndefined(join(pkgDir, 'package.json'));
+  const stamp = existsSync(join(pkgDir, ADDON_PATH))
+    ? readJsonOrUndefined(join(pkgDir, STAMP_FILE))
+    : undefined;
+  const facts = {
+    deitNative: process.env.DEIT_NATIVE,
+    platform: process.platform,
+    arch: process.arch,
+    glibc: process.report?.getReport().header.glibcVersionRuntime,
+    nodeAbi: process.versions.modules,
+    packageVersion: pkg?.version,
+    builtKey: stamp?.key,
+    cached: false,
+    python: undefined,
+    compiler: false,
+    nodedir: undefined,
+    nodeGyp: undefined,
+  };
+  // With a cache hit assumed, the cheap facts already decide everything but `restore`; only then are the
+  // cache and the toolchain probed.
+  const cheap = planNativeInstall({ ...facts, cached: true });
+  if (cheap.action !== 'restore') return facts;
+  facts.cached = existsSync(join(cacheRoot, cheap.key, 'deit-native.json'));
+  if (facts.cached) return facts;
+  facts.python = ['python3', 'python'].find((p) => runs(p, ['-m', 'pip', '--version']));
+  facts.compiler = runs('c++', ['--version']) && runs('make', ['--version']);
+  facts.nodedir = findNodedir();
+  facts.nodeGyp = findNodeGyp();
+  return facts;
+}
+
+function findNodedir() {
+  const candidates = [process.env.npm_config_nodedir, dirname(dirname(process.execPath))];
+  return candidates.find(
+    (d) => d !== undefined && d !== '' && existsSync(join(d, 'include', 'node', 'node_api.h')),
+  );
+}
+
+function findNodeGyp() {
+  const prefix = dirname(dirname(process.execPath));
+  const candidates = [
+    process.env.npm_config_node_gyp,
+    join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+    join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+  ];
+  return candidates.find((c) => c !== undefined && c !== '' && existsSync(c));
+}
+
+function build(plan, entry, log) {
+  const staging = `${entry}.partial`;
+  rmSync(staging, { recursive: true, force: true });
+  const wheel = downloadWheel(plan.python, log);
+  extract(plan.python, wheel, join(staging, 'deps'), log);
+  rmSync(dirname(wheel), { recursive: true, force: true }); // pip's own cache keeps a copy
+  for (const [name, target] of Object.entries(LIBRARY_LINKS))
+    symlinkSync(target, join(staging, 'deps', 'lib', name));
+  removeBuild();
+  linkTree(join(staging, 'deps'), join(pkgDir, 'deps'));
+  compile(plan, log);
+  mkdirSync(dirname(join(staging, ADDON_PATH)), { recursive: true });
+  copyFileSync(join(pkgDir, ADDON_PATH), join(staging, ADDON_PATH));
+  verify(log);
+  const stamp = JSON.stringify({ key: plan.key, wheel: WHEEL.file, sha256: WHEEL.sha256 }, null, 2);
+  writeFileSync(join(staging, 'deit-native.json'), stamp);
+  writeFileSync(join(pkgDir, STAMP_FILE), stamp);
+  rmSync(entry, { recursive: true, force: true });
+  renameSync(staging, entry);
+}
+
+/** pip download with the pinned hash (pip's cache is used); the file is checked again here. */
+function downloadWheel(python, log) {
+  const dir = join(cacheRoot, 'wheel-download');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const requirements = join(dir, 'requirements.txt');
+  writeFileSync(requirements, `${WHEEL.project}==${WHEEL.version} --hash=sha256:${WHEEL.sha256}\n`);
+  const args = [
+    '-m',
+    'pip',
+    'download',
+    '--no-deps',
+    '--only-binary=:all:',
+    '--require-hashes',
+    ...WHEEL.pipTarget,
+  ];
+  run(python, [...args, '--dest', dir, '-r', requirements], {
+    log,
+    step: `pip download ${WHEEL.project}==${WHEEL.version}`,
+  });
+  const wheel = join(dir, WHEEL.file);
+  if (!existsSync(wheel)) throw new StepError(`pip did not produce ${WHEEL.file}`);
+  const sha = sha256File(wheel);
+  if (sha !== WHEEL.sha256) throw new StepError(`${WHEEL.file} has sha256 ${sha}, expected ${WHEEL.sha256}`);
+  return wheel;
+}
+
+function sha256File(path) {
+  const hash = createHash('sha256');
+  const buffer = Buffer.alloc(1 << 22);
+  const fd = openSync(path, 'r');
+  try {
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      hash.update(buffer.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+/** Python's zipfile: the wheel is a zip, and python is already required for pip. */
+function extract(python, wheel, depsDir, log) {
+  const program = `
+import json, os, shutil, sys, zipfile
+wheel, deps, libs, root, prefixes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name in libs:
+            out = os.path.join(deps, 'lib', os.path.basename(name))
+        elif name.startswith(root) and not name.endswith('/') and any(name[len(root):].startswith(p) for p in prefixes):
+            out = os.path.join(deps, 'include', name[len(root):])
+        else:
+            continue
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with z.open(name) as src, open(out, 'wb') as dst:
+            shutil.copyfileobj(src, dst, 1 << 22)
+`;
+  run(
+    python,
+    [
+      '-c',
+      program,
+      wheel,
+      depsDir,
+      JSON.stringify(WHEEL_LIBRARIES),
+      WHEEL_HEADER_ROOT,
+      JSON.stringify(WHEEL_HEADER_PREFIXES),
+    ],
+    { log, step: 'extracting the wheel' },
+  );
+  for (const lib of WHEEL_LIBRARIES) {
+    if (!existsSync(join(depsDir, 'lib', lib.split('/').pop())))
+      throw new StepError(`the wheel has no ${lib}`);
+  }
+}
+
+function compile(plan, log) {
+  run(
+    process.execPath,
+    [
+      plan.nodeGyp,
+      'rebuild',
+      `--nodedir=${plan.nodedir}`,
+      '--module_name=tfjs_binding',
+      `--module_path=${join(pkgDir, dirname(ADDON_PATH))}`,
+      `--napi_build_version=${NAPI_BUILD_VERSION}`,
+    ],
+    { cwd: pkgDir, log, step: 'node-gyp build of the binding' },
+  );
+  rmSync(join(pkgDir, 'build'), { recursive: true, force: true }); // objects only; the addon was copied out
+}
+
+/** Loads the binding in a fresh process: the install only reports success for a backend that works. */
+function verify(log) {
+  const program = `
+const tf = require('@tensorflow/tfjs-node');
+const x = tf.tensor2d([[1, 2], [3, 4]]);
+const y = tf.matMul(x, x).dataSync();
+if (tf.getBackend() !== 'tensorflow' || y[3] !== 22) throw new Error('tfjs-node loaded but computed ' + Array.from(y));
+console.log('TensorFlow ' + tf.backend().binding.TF_Version);`;
+  run(process.execPath, ['-e', program], {
+    cwd: root,
+    log,
+    step: 'loading the built binding',
+    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' },
+  });
+}
+
+function restore(entry) {
+  removeBuild();
+  linkTree(join(entry, 'deps'), join(pkgDir, 'deps'));
+  mkdirSync(dirname(join(pkgDir, ADDON_PATH)), { recursive: true });
+  copyFileSync(join(entry, ADDON_PATH), join(pkgDir, ADDON_PATH));
+  copyFileSync(join(entry, 'deit-native.json'), join(pkgDir, STAMP_FILE));
+}
+
+/** Leaves the package as npm installed it, so that loading it fails cleanly and training uses wasm. */
+function removeBuild() {
+  rmSync(join(pkgDir, 'deps'), { recursive: true, force: true });
+  rmSync(join(pkgDir, ADDON_PATH), { force: true });
+  rmSync(join(pkgDir, 'build'), { recursive: true, force: true });
+}
+
+/** Hard links (no second copy of 850 MB; the cache can be deleted safely), copies across devices. */
+function linkTree(from, to) {
+  mkdirSync(to, { recursive: true });
+  for (const name of readdirSync(from)) {
+    const source = join(from, name);
+    const target = join(to, name);
+    const stat = lstatSync(source);
+    if (stat.isDirectory()) linkTree(source, target);
+    else if (stat.isSymbolicLink()) symlinkSync(readlinkSync(source), target);
+    else {
+      try {
+        linkSync(source, target);
+      } catch {
+        copyFileSync(source, target);
+      }
+    }
+  }
+}
+
+function run(command, args, { cwd = root, log, step, env = process.env }) {
+  const fd = openSync(log, 'a');
+  try {
+    writeFileSync(fd, `\n$ ${command} ${args.map((a) => (a.includes('\n') ? '<program>' : a)).join(' ')}\n`);
+    const result = spawnSync(command, args, { cwd, env, stdio: ['ignore', fd, fd] });
+    if (result.error !== undefined) throw new StepError(`${step} failed: ${result.error.message}`);
+    if (result.status !== 0) throw new StepError(`${step} failed (exit ${result.status ?? result.signal})`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function runs(command, args) {
+  const result = spawnSync(command, args, { stdio: 'ignore' });
+  return result.error === undefined && result.status === 0;
+}
+
+function readJsonOrUndefined(path) {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+main();
