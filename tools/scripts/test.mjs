@@ -4,7 +4,7 @@
 // Extra arguments go to `nx run-many` (e.g. `npm test -- --projects=model`).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
 const reports = join(root, 'reports', 'vitest');
@@ -30,6 +30,7 @@ const nx = spawnSync(
 let passed = 0;
 let failed = 0;
 let skipped = 0;
+const skippedNames = [];
 const files = existsSync(reports) ? readdirSync(reports).filter((f) => f.endsWith('.json')) : [];
 for (const file of files) {
   const report = JSON.parse(readFileSync(join(reports, file), 'utf8'));
@@ -38,7 +39,15 @@ for (const file of files) {
   skipped += report.numPendingTests + report.numTodoTests;
   // A test file that failed to load has no test results but fails the suite.
   failed += report.testResults.filter((r) => r.status === 'failed' && r.assertionResults.length === 0).length;
+  for (const result of report.testResults) {
+    for (const test of result.assertionResults) {
+      if (test.status === 'pending' || test.status === 'skipped' || test.status === 'todo')
+        skippedNames.push(`${relative(root, result.name)}: ${test.fullName}`);
+    }
+  }
 }
+// Said by name, so that a skip (a missing tool, an opt-in benchmark) is never mistaken for a pass.
+if (skippedNames.length > 0) console.log(`\nskipped:\n  ${skippedNames.join('\n  ')}`);
 if (nx.status !== 0 && failed === 0) failed = 1; // a project crashed before writing its report
 console.log(`\ntest reports: ${files.length} projects`);
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
