@@ -340,9 +340,114 @@ const regressions: Mutation[] = [
     (o) => {
       deployment(o, 'deit-trainer').template.spec.containers[0].image = 'deit-serve/trainer:0.2.0';
     },
-    /DEIT_FINETUNE_IMAGE .* is not the trainer's image/,
+    /DEIT_FINETUNE_IMAGE .* is not deit-serve\/trainer-cuda:0.2.0/,
+  ],
+  [
+    'GPU fine-tunes on the CPU image',
+    'gpu',
+    (o) => {
+      trainerEnv(o).find((e) => e.name === 'DEIT_FINETUNE_IMAGE')!.value = 'deit-serve/trainer:0.1.0';
+    },
+    /DEIT_FINETUNE_IMAGE deit-serve\/trainer:0.1.0 is not deit-serve\/trainer-cuda:0.1.0/,
+  ],
+  [
+    'GPU fine-tunes without a GPU',
+    'gpu',
+    (o) => {
+      const env = trainerEnv(o);
+      env.splice(
+        env.findIndex((e) => e.name === 'DEIT_FINETUNE_GPUS'),
+        1,
+      );
+    },
+    /DEIT_FINETUNE_GPUS is not at least 1/,
+  ],
+  [
+    'no Namespace (apply -k on an empty cluster fails)',
+    'cpu',
+    (o) => {
+      o.splice(
+        o.findIndex((x) => x.kind === 'Namespace'),
+        1,
+      );
+    },
+    /no Namespace deit-serve/,
+  ],
+  [
+    'a Namespace without Pod Security enforced',
+    'dev',
+    (o) => {
+      delete o.find((x) => x.kind === 'Namespace')!.metadata.labels!['pod-security.kubernetes.io/enforce'];
+    },
+    /Namespace deit-serve-dev: Pod Security "restricted" is not enforced/,
+  ],
+  [
+    'autoscaling on CPU only',
+    'gpu',
+    (o) => {
+      hpaMetrics(o).splice(0, 1);
+    },
+    /does not scale on deit_pending_requests/,
+  ],
+  [
+    'autoscaling without the CPU fallback',
+    'cpu',
+    (o) => {
+      const metrics = hpaMetrics(o);
+      metrics.splice(
+        metrics.findIndex((m) => m.type === 'Resource'),
+        1,
+      );
+    },
+    /no CPU fallback/,
+  ],
+  [
+    'DNS egress that misses NodeLocal DNSCache',
+    'cpu',
+    (o) => {
+      dnsPeers(o).splice(
+        dnsPeers(o).findIndex((p) => 'ipBlock' in p),
+        1,
+      );
+    },
+    /does not reach NodeLocal DNSCache/,
+  ],
+  [
+    'DNS egress open to every destination',
+    'dev',
+    (o) => {
+      const policy = find(o, 'NetworkPolicy', 'deit-allow-dns-egress')!.spec as {
+        egress: { to?: unknown }[];
+      };
+      delete policy.egress[0].to;
+    },
+    /DNS egress is open to every destination/,
+  ],
+  [
+    'inference that waits for a trainer pod to seed the registry',
+    'cpu',
+    (o) => {
+      delete deployment(o, 'deit-inference').template.spec.initContainers;
+    },
+    /no seed-registry init container/,
   ],
 ];
+
+function trainerEnv(objects: K8sObject[]): { name: string; value?: string }[] {
+  return deployment(objects, 'deit-trainer').template.spec.containers[0].env!;
+}
+
+function hpaMetrics(objects: K8sObject[]): { type: string }[] {
+  return (objects.find((x) => x.kind === 'HorizontalPodAutoscaler')!.spec as { metrics: { type: string }[] })
+    .metrics;
+}
+
+function dnsPeers(objects: K8sObject[]): object[] {
+  const policy = find(objects, 'NetworkPolicy', 'deit-allow-dns-egress')!.spec as {
+    egress: { to: object[] }[];
+  };
+  return policy.egress[0].to;
+}
 
 describe.skipIf(!tools)('the policies catch regressions', () => {
   const clean = new Map<Overlay, K8sObject[]>();

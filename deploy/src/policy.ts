@@ -3,6 +3,7 @@
  * violations (empty: compliant), so that a test can both assert a clean render and prove that each
  * check catches its regression.
  */
+import { checkAutoscalingSignal, checkDnsEgress, checkNamespace } from './cluster-policy';
 
 export interface Meta {
   name: string;
@@ -229,10 +230,23 @@ export function checkInference(objects: readonly K8sObject[]): string[] {
   const registryVolume = pod.volumes?.find((v) => v.persistentVolumeClaim?.claimName === 'deit-registry');
   if (!registryVolume) problems.push(`${INFERENCE}: registry claim not mounted`);
   else {
-    if (registryVolume.persistentVolumeClaim?.readOnly !== true)
-      problems.push(`${INFERENCE}: registry volume not readOnly`);
+    // The seed-registry init container is the pod's only writer; the serving container reads.
     const mount = c.volumeMounts?.find((m) => m.name === registryVolume.name);
     if (mount?.readOnly !== true) problems.push(`${INFERENCE}: registry mount not readOnly`);
+    const seed = pod.initContainers?.find((x) => x.name === 'seed-registry');
+    const seedMount = seed?.volumeMounts?.find((m) => m.name === registryVolume.name);
+    if (!seed || !seedMount || seedMount.readOnly || registryVolume.persistentVolumeClaim?.readOnly) {
+      problems.push(
+        `${INFERENCE}: no seed-registry init container writing the registry (needs a trainer pod to start)`,
+      );
+    }
+    const writers = (pod.initContainers ?? []).filter(
+      (x) =>
+        x.name !== 'seed-registry' &&
+        x.volumeMounts?.some((m) => m.name === registryVolume.name && !m.readOnly),
+    );
+    if (writers.length)
+      problems.push(`${INFERENCE}: ${writers.map((x) => x.name).join(', ')} write the registry`);
   }
   const tmp = c.volumeMounts?.find((m) => m.mountPath === '/tmp');
   if (!tmp || !pod.volumes?.find((v) => v.name === tmp.name)?.emptyDir) {
@@ -472,7 +486,7 @@ export function checkAccelerator(objects: readonly K8sObject[], overlay: Overlay
 }
 
 /** Job mode wiring: the Jobs run the trainer's own image under an account without permissions. */
-export function checkJobMode(objects: readonly K8sObject[], jobMode: boolean): string[] {
+export function checkJobMode(objects: readonly K8sObject[], jobMode: boolean, overlay?: Overlay): string[] {
   const c = mainContainer(objects, TRAINER);
   if (!c) return [`no Deployment ${TRAINER}`];
   const env = containerEnv(objects, c);
@@ -481,10 +495,16 @@ export function checkJobMode(objects: readonly K8sObject[], jobMode: boolean): s
   const problems: string[] = [];
   if (env.get('DEIT_TRAINER_RUNNER') !== 'kubernetes')
     problems.push('job mode: DEIT_TRAINER_RUNNER is not kubernetes');
-  if (env.get('DEIT_FINETUNE_IMAGE') !== c.image)
+  // On GPU the fine-tunes run the GPU build of the trainer's image (same tag) with a GPU each.
+  const gpu = overlay === 'gpu';
+  const finetuneImage = gpu ? (c.image ?? '').replace(/^([^:@]+)/, '$1-cuda') : c.image;
+  if (env.get('DEIT_FINETUNE_IMAGE') !== finetuneImage)
     problems.push(
-      `job mode: DEIT_FINETUNE_IMAGE ${env.get('DEIT_FINETUNE_IMAGE')} is not the trainer's image ${c.image}`,
+      `job mode: DEIT_FINETUNE_IMAGE ${env.get('DEIT_FINETUNE_IMAGE')} is not ${finetuneImage}, the trainer's ${gpu ? 'GPU ' : ''}image`,
     );
+  const gpus = Number(env.get('DEIT_FINETUNE_GPUS') ?? '0');
+  if (gpu && !(gpus >= 1)) problems.push('job mode: gpu: DEIT_FINETUNE_GPUS is not at least 1');
+  if (!gpu && gpus > 0) problems.push(`job mode: ${overlay}: the fine-tunes ask for GPUs`);
   const account = find(objects, 'ServiceAccount', env.get('DEIT_FINETUNE_SERVICE_ACCOUNT') ?? '');
   if (!account) problems.push('job mode: the fine-tune ServiceAccount does not exist');
   else if (account.automountServiceAccountToken !== false)
@@ -510,10 +530,13 @@ export function checkJobMode(objects: readonly K8sObject[], jobMode: boolean): s
   return problems;
 }
 
+const CLUSTER_SCOPED = new Set(['Namespace']);
+
 /** Every namespaced object in the overlay's namespace; every referenced ConfigMap rendered. */
 export function checkReferences(objects: readonly K8sObject[], namespace: string): string[] {
   const problems: string[] = [];
   for (const o of objects) {
+    if (CLUSTER_SCOPED.has(o.kind)) continue;
     if (o.metadata.namespace !== namespace)
       problems.push(`${o.kind} ${o.metadata.name}: namespace ${o.metadata.namespace}`);
   }
@@ -555,7 +578,10 @@ export function violations(objects: readonly K8sObject[], overlay: Overlay): str
     ...checkNetworkPolicies(objects, jobMode),
     ...checkRbac(objects, jobMode),
     ...checkAccelerator(objects, overlay),
-    ...checkJobMode(objects, jobMode),
+    ...checkJobMode(objects, jobMode, overlay),
     ...checkReferences(objects, namespace),
+    ...checkNamespace(objects, namespace),
+    ...checkAutoscalingSignal(objects),
+    ...checkDnsEgress(objects),
   ];
 }
