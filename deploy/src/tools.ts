@@ -29,6 +29,9 @@ export interface DeployTools {
   readonly k6: string;
   /** deploy/dockerfile-lint built: BuildKit's Dockerfile checks, offline. */
   readonly dockerfileLint: string;
+  readonly kubeconform: string;
+  /** kubeconform's schemas, written from kubernetes-validate's by deploy/scripts/kubeconform_schemas.py. */
+  readonly kubeconformSchemas: string;
 }
 
 /** The installed tools, or the list of what is missing. */
@@ -38,10 +41,17 @@ export function findTools(): { tools?: DeployTools; missing: string[] } {
     k6: join(toolsDir, 'bin', 'k6'),
     python: join(toolsDir, 'venv', 'bin', 'python'),
     dockerfileLint: join(toolsDir, 'bin', 'dockerfile-lint'),
+    kubeconform: join(toolsDir, 'bin', 'kubeconform'),
+    kubeconformSchemas: join(toolsDir, 'kubeconform-schemas'),
   };
-  const missing = [tools.kustomize, tools.k6, tools.python, tools.dockerfileLint].filter(
-    (path) => !existsSync(path),
-  );
+  const missing = [
+    tools.kustomize,
+    tools.k6,
+    tools.python,
+    tools.dockerfileLint,
+    tools.kubeconform,
+    tools.kubeconformSchemas,
+  ].filter((path) => !existsSync(path));
   return missing.length === 0 ? { tools, missing } : { missing };
 }
 
@@ -75,6 +85,28 @@ export function validateObjects(tools: DeployTools, text: string): unknown[] {
   const result = run(tools.python, [script, '--quiet', '--json', '--kubernetes', versions, '-'], text);
   if (result.status !== 0) throw new Error(`schema validation failed:\n${result.stderr}`);
   return JSON.parse(result.stdout) as unknown[];
+}
+
+/**
+ * kubeconform, strict and offline, over objects (YAML or JSON text) for each pinned Kubernetes version:
+ * its exit status and report (one line per invalid object, then a summary).
+ */
+export function kubeconform(tools: DeployTools, text: string): { status: number; report: string } {
+  const versions = (pinnedVersions()['KUBERNETES_VERSIONS'] ?? '1.30.0').split(',');
+  const location = join(
+    tools.kubeconformSchemas,
+    '{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}',
+    '{{ .ResourceKind }}{{ .KindSuffix }}.json',
+  );
+  let status = 0;
+  let report = '';
+  for (const version of versions) {
+    const args = ['-strict', '-summary', '-kubernetes-version', version, '-schema-location', location, '-'];
+    const result = run(tools.kubeconform, args, text);
+    status ||= result.status;
+    report += `Kubernetes ${version}:\n${result.stdout}${result.stderr}`;
+  }
+  return { status, report };
 }
 
 /** `kustomize build` of one overlay (k8s/overlays/NAME). */

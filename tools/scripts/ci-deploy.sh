@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # CI for the deployment side (issue 8), offline but for the package registries:
 #   1. installs the pinned tools (deploy/versions.env) into a cache folder, once:
-#      kustomize, k6 and grpcurl with `go install`, kubernetes-validate (bundled Kubernetes JSON schemas) from PyPI
-#      into a virtual environment;
+#      kustomize, k6, grpcurl and kubeconform with `go install`, kubernetes-validate (bundled Kubernetes
+#      JSON schemas) from PyPI into a virtual environment, and kubeconform's schemas written from those;
 #      and deploy/dockerfile-lint (BuildKit's Dockerfile checks) with `go build`;
 #   2. renders every overlay in k8s/overlays/ and validates every object against the strict Kubernetes
-#      schemas, offline (reports/k8s/<overlay>.yaml); lints docker/Dockerfile with BuildKit's checks
-#      (images are not built here: no base images can be pulled);
+#      schemas, offline, with kubernetes-validate and with kubeconform (reports/k8s/<overlay>.yaml);
+#      lints docker/Dockerfile with BuildKit's checks (images are not built here: no base images can be
+#      pulled);
 #   3. runs the deploy/ tests: policies on the rendered manifests, the fine-tune Job spec against the
 #      batch/v1 schema, the Dockerfile and the registry seeding;
 #   4. builds, starts the inference service on the repository's registry/ (default model), waits for
@@ -79,6 +80,17 @@ else
   echo "grpcurl: built in $((SECONDS - t))s"
   [ "$(grpcurl_version)" = "$GRPCURL_VERSION" ] || { echo "grpcurl: built, but not $GRPCURL_VERSION" >&2; exit 1; }
 fi
+# kubeconform built by `go install` reports "development"; its module version is in the build info.
+kubeconform_version() { go version -m "$bin/kubeconform" 2>/dev/null | awk '$1 == "mod" { print $3 }'; }
+if [ -x "$bin/kubeconform" ] && [ "$(kubeconform_version)" = "$KUBECONFORM_VERSION" ]; then
+  echo "kubeconform $KUBECONFORM_VERSION: cached in $bin"
+else
+  echo "kubeconform: go install github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+  t=$SECONDS
+  GOBIN="$bin" GOTOOLCHAIN=local go install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+  echo "kubeconform: built in $((SECONDS - t))s"
+  [ "$(kubeconform_version)" = "$KUBECONFORM_VERSION" ] || { echo "kubeconform: built, but not $KUBECONFORM_VERSION" >&2; exit 1; }
+fi
 lint_sources="$(cat deploy/dockerfile-lint/go.mod deploy/dockerfile-lint/go.sum deploy/dockerfile-lint/*.go | sha256sum | cut -d' ' -f1)"
 if [ -x "$bin/dockerfile-lint" ] && [ "$(cat "$bin/.dockerfile-lint.sha256" 2>/dev/null)" = "$lint_sources" ]; then
   echo "dockerfile-lint: cached in $bin"
@@ -101,9 +113,19 @@ else
 fi
 "$venv/bin/python" -c "import kubernetes_validate.version as v, sys; sys.exit(v.__version__ != '$KUBERNETES_VALIDATE_VERSION')" ||
   { echo "kubernetes-validate is not $KUBERNETES_VALIDATE_VERSION" >&2; exit 1; }
+# kubeconform's schemas: kubernetes-validate's, with their $refs inlined (kubeconform cannot follow them).
+schemas="$tools/kubeconform-schemas"
+schemas_key="$KUBERNETES_VALIDATE_VERSION $KUBERNETES_VERSIONS $(sha256sum deploy/scripts/kubeconform_schemas.py | cut -d' ' -f1)"
+if [ "$(cat "$schemas/.key" 2>/dev/null)" = "$schemas_key" ]; then
+  echo "kubeconform schemas: cached in $schemas"
+else
+  rm -rf "$schemas"
+  "$venv/bin/python" deploy/scripts/kubeconform_schemas.py "$schemas" "$KUBERNETES_VERSIONS"
+  echo "$schemas_key" >"$schemas/.key"
+fi
 done_step tools
 if $tools_only; then
-  echo "tools ready: $bin/kustomize, $bin/k6, $bin/dockerfile-lint, $venv (kubernetes-validate)"
+  echo "tools ready: $bin/kustomize, $bin/k6, $bin/kubeconform, $bin/dockerfile-lint, $venv (kubernetes-validate), $schemas"
   exit 0
 fi
 
@@ -115,6 +137,10 @@ for dir in k8s/overlays/*/; do
   "$bin/kustomize" build "$dir" >"$out"
   echo "$overlay: $(grep -c '^kind:' "$out") objects → $out"
   "$venv/bin/python" deploy/scripts/k8s_validate.py --quiet --kubernetes "$KUBERNETES_VERSIONS" "$out"
+  for version in ${KUBERNETES_VERSIONS//,/ }; do
+    "$bin/kubeconform" -strict -summary -kubernetes-version "$version" \
+      -schema-location "$schemas/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json" "$out"
+  done
 done
 done_step render+validate
 
