@@ -76,6 +76,7 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
               },
               onUnloaded: (model) =>
                 metrics.loadedVersions.remove({ model: model.name, version: String(model.version) }),
+              onFallbacksChanged: (fallbacks) => metrics.setFallbacks(fallbacks),
               onLoadFailed: (name, error) => {
                 metrics.loads.inc({ model: name, outcome: 'failed' });
                 logger.error(
@@ -108,7 +109,10 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
     this.health.set('', NOT_SERVING);
     this.health.set(INFERENCE_SERVICE, NOT_SERVING);
     if (this.config.metricsPort > 0) {
-      this.metricsServer = await this.metrics.serve(this.config.grpcHost, this.config.metricsPort);
+      this.metricsServer = await this.metrics.serve(this.config.grpcHost, this.config.metricsPort, () => ({
+        status: healthV1.HealthCheckResponse_ServingStatus[this.health.get(INFERENCE_SERVICE) ?? NOT_SERVING],
+        fallbacks: this.host.fallbacks(),
+      }));
     }
     await this.host.watch();
     await this.loadDefaultModel();
@@ -121,7 +125,13 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
       lease.release();
       this.health.set('', SERVING);
       this.health.set(INFERENCE_SERVICE, SERVING);
-      this.logger.log(`serving ${lease.model.key} as the default model (${this.config.defaultModel})`);
+      const fallback = this.host
+        .fallbacks()
+        .find((f) => f.model === lease.model.name && f.servingVersion === lease.model.version);
+      this.logger.log(
+        `serving ${lease.model.key} as the default model (${this.config.defaultModel})` +
+          (fallback ? `, a fallback: ${fallback.alias} names version ${fallback.wantedVersion}` : ''),
+      );
     } catch (error) {
       this.logger.error(
         `default model ${this.config.defaultModel} is not available; NOT_SERVING until it is: ` +

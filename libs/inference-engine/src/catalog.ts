@@ -19,11 +19,11 @@ export class ModelCatalog {
         aliases: await this.registry.getAliases(name),
         loaded: loaded
           .filter(({ model }) => model.name === name)
-          .map(({ model, routes }) => ({
+          .map(({ model, aliases }) => ({
             version: model.version,
             sha256: model.sha256,
             loadedAt: model.loadedAt,
-            aliases: routes.map((r) => r.split('@')[1]).filter((a): a is string => a !== undefined),
+            aliases,
           })),
       })),
     );

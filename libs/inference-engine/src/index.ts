@@ -7,5 +7,6 @@ export {
 export { disagreement, headLogits, softmax, topK, type HeadChoice } from './heads';
 export { LoadedModel, type BatchingOptions, type LoadOptions } from './loaded-model';
 export { ModelCatalog } from './catalog';
+export { fallbackCandidates, type Fallback } from './fallback';
 export { InferenceMetrics } from './metrics';
 export { ModelHost, type Lease, type ModelHostOptions } from './model-host';

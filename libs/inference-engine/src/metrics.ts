@@ -1,11 +1,14 @@
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Fallback } from './fallback';
 
 const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
 
 /** The inference service's Prometheus metrics (names follow Triton's where one exists). */
 export class InferenceMetrics {
   readonly registry = new Registry();
+  /** The fallbacks last reported to {@link setFallbacks}. */
+  private fallbackKeys = new Set<string>();
 
   readonly requests = new Counter({
     name: 'deit_requests_total',
@@ -73,6 +76,18 @@ export class InferenceMetrics {
     labelNames: ['model', 'outcome'] as const,
     registers: [this.registry],
   });
+  readonly fallback = new Gauge({
+    name: 'deit_model_fallback',
+    help: '1 while a route serves serving_version because wanted_version, which its alias names, cannot be served',
+    labelNames: ['model', 'alias', 'wanted_version', 'serving_version'] as const,
+    registers: [this.registry],
+  });
+  readonly fallbacks = new Counter({
+    name: 'deit_model_fallbacks_total',
+    help: 'Times a route fell back to another version than its alias names',
+    labelNames: ['model', 'alias'] as const,
+    registers: [this.registry],
+  });
   readonly queueLength = new Gauge({
     name: 'deit_pending_requests',
     help: 'Requests submitted to dynamic batchers and not yet answered (queued or computing)',
@@ -83,9 +98,32 @@ export class InferenceMetrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
-  /** Serves `GET /metrics` (Prometheus text format); resolves once listening. */
-  async serve(host: string, port: number): Promise<Server> {
+  /** Sets the fallback gauge to exactly `current`, counting the fallbacks that are new. */
+  setFallbacks(current: readonly Fallback[]): void {
+    const key = (f: Fallback) => [f.model, f.alias, f.wantedVersion, f.servingVersion].join('\0');
+    const before = this.fallbackKeys;
+    this.fallbackKeys = new Set(current.map(key));
+    this.fallback.reset();
+    for (const f of current) {
+      const labels = { model: f.model, alias: f.alias };
+      this.fallback.set(
+        { ...labels, wanted_version: String(f.wantedVersion), serving_version: String(f.servingVersion) },
+        1,
+      );
+      if (!before.has(key(f))) this.fallbacks.inc(labels);
+    }
+  }
+
+  /**
+   * Serves `GET /metrics` (Prometheus text format) and, when `health` is given, `GET /health` (its JSON:
+   * the detail gRPC health cannot carry, such as fallbacks); resolves once listening.
+   */
+  async serve(host: string, port: number, health?: () => unknown): Promise<Server> {
     const server = createServer((req, res) => {
+      if (req.method === 'GET' && req.url === '/health' && health !== undefined) {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(health()) + '\n');
+        return;
+      }
       if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
         res.writeHead(404).end('not found\n');
         return;

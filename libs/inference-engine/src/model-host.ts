@@ -5,25 +5,32 @@ import {
   type RegistryEvent,
   type RegistrySubscription,
 } from '@deit-serve/registry';
+import { errorMessage, type Fallback, fallbackCandidates } from './fallback';
 import { LoadedModel, type LoadOptions } from './loaded-model';
 
 export interface Lease {
   model: LoadedModel;
-  /** The alias the request's ref resolved through, if any. */
+  /** The alias the request's ref resolved through, if any, and only while the alias names this version. */
   alias?: string;
   release(): void;
 }
 
 export interface ModelHostOptions extends LoadOptions {
+  /** `error` reports fallbacks: an alias that cannot be served needs someone to act. */
+  logger: LoadOptions['logger'] & { error(message: string): void };
   watch: { mode: 'auto' | 'events' | 'poll'; pollIntervalMs: number };
   onLoaded?: (model: LoadedModel) => void;
   onUnloaded?: (model: LoadedModel) => void;
   onLoadFailed?: (modelName: string, error: unknown) => void;
+  /** Called with every route serving a fallback whenever that set changes. */
+  onFallbacksChanged?: (fallbacks: Fallback[]) => void;
 }
 
 interface Route {
   model: LoadedModel;
+  /** Set only while the alias names `model`; see `fallback` otherwise. */
   alias?: string;
+  fallback?: Omit<Fallback, 'route' | 'model' | 'servingVersion'>;
 }
 
 /**
@@ -33,8 +40,12 @@ interface Route {
  * loaded version. When the registry reports a new version or an alias move, every route of that
  * model is resolved again; a changed target is loaded in the background (verified bytes,
  * self-check, warm-up) and swapped in atomically, and the old version is retired once its last
- * request has finished. A failed load leaves the old version serving. `name:version` routes never
- * move.
+ * request has finished. `name:version` routes never move.
+ *
+ * When the version an alias names cannot be served (damaged files, failed self-check), its route
+ * falls back: a running route keeps its version, a new one (a restart) takes the version the alias
+ * history named most recently that loads. Either way the route no longer claims the alias, is listed
+ * by {@link fallbacks}, and retries the wanted version when its files change or the alias moves.
  */
 export class ModelHost {
   private readonly routes = new Map<string, Route>();
@@ -74,12 +85,23 @@ export class ModelHost {
     }
   }
 
-  /** Loaded versions with the routes that point at them. */
-  loadedModels(): { model: LoadedModel; routes: string[] }[] {
-    return [...this.loaded.values()].map((model) => ({
-      model,
-      routes: [...this.routes.entries()].filter(([, r]) => r.model === model).map(([k]) => k),
-    }));
+  /** Loaded versions with the routes that point at them, and the aliases that really name them. */
+  loadedModels(): { model: LoadedModel; routes: string[]; aliases: string[] }[] {
+    return [...this.loaded.values()].map((model) => {
+      const routes = [...this.routes.entries()].filter(([, r]) => r.model === model);
+      return {
+        model,
+        routes: routes.map(([k]) => k),
+        aliases: routes.flatMap(([k, r]) => (r.alias !== undefined && k.includes('@') ? [r.alias] : [])),
+      };
+    });
+  }
+
+  /** Routes serving another version than their alias names. */
+  fallbacks(): Fallback[] {
+    return [...this.routes.entries()].flatMap(([route, r]) =>
+      r.fallback ? [{ route, model: r.model.name, ...r.fallback, servingVersion: r.model.version }] : [],
+    );
   }
 
   async close(): Promise<void> {
@@ -97,14 +119,48 @@ export class ModelHost {
     if (!pending) {
       pending = (async () => {
         const resolved = await this.registry.resolve(key);
-        const model = await this.load(resolved.model, resolved.version);
-        const route: Route = { model, ...(resolved.alias ? { alias: resolved.alias } : {}) };
-        this.routes.set(key, route);
+        let route: Route;
+        try {
+          route = { model: await this.load(resolved.model, resolved.version), ...aliasOf(resolved) };
+        } catch (error) {
+          if (resolved.alias === undefined) throw error;
+          route = await this.fallbackRoute(key, resolved.model, resolved.alias, resolved.version, error);
+        }
+        this.setRoute(key, route);
         return route;
       })().finally(() => this.pendingRoutes.delete(key));
       this.pendingRoutes.set(key, pending);
     }
     return pending;
+  }
+
+  /** The version the alias history named most recently that loads; rethrows `error` when none does. */
+  private async fallbackRoute(
+    key: string,
+    name: string,
+    alias: string,
+    wanted: number,
+    error: unknown,
+  ): Promise<Route> {
+    const history = await this.registry.aliasHistory(name, alias).catch(() => []);
+    for (const version of fallbackCandidates(history, alias, wanted)) {
+      try {
+        const model = await this.load(name, version);
+        const fallback = { alias, wantedVersion: wanted, reason: errorMessage(error) };
+        this.options.logger.error(describeFallback(key, name, fallback, model));
+        return { model, fallback };
+      } catch {
+        // Damaged or gone as well: try the one named before it.
+      }
+    }
+    throw error;
+  }
+
+  private setRoute(key: string, route: Route): void {
+    const before = this.routes.get(key)?.fallback;
+    this.routes.set(key, route);
+    if (before !== undefined || route.fallback !== undefined)
+      this.options.onFallbacksChanged?.(this.fallbacks());
   }
 
   private load(name: string, version: number): Promise<LoadedModel> {
@@ -134,27 +190,54 @@ export class ModelHost {
     if (this.closed) return;
     // One refresh per model at a time; a newer event re-runs it after the current one.
     const previous = this.refreshes.get(event.model) ?? Promise.resolve();
-    const next = previous.then(() => this.refresh(event.model));
+    const next = previous.then(() => this.refresh(event));
     this.refreshes.set(event.model, next);
     void next.finally(() => {
       if (this.refreshes.get(event.model) === next) this.refreshes.delete(event.model);
     });
   }
 
-  private async refresh(modelName: string): Promise<void> {
+  private async refresh(event: RegistryEvent): Promise<void> {
     for (const [key, route] of [...this.routes.entries()]) {
-      if (route.model.name !== modelName || this.closed) continue;
+      if (route.model.name !== event.model || this.closed) continue;
+      let resolved;
       try {
-        const resolved = await this.registry.resolve(key);
-        if (resolved.version === route.model.version) continue;
-        const model = await this.load(resolved.model, resolved.version);
-        if (this.closed) return;
-        this.routes.set(key, { model, ...(resolved.alias ? { alias: resolved.alias } : {}) });
-        this.options.logger.log(`${key} now routes to ${model.key} (was ${route.model.key})`);
+        resolved = await this.registry.resolve(key);
       } catch (error) {
         this.options.logger.warn(
-          `${key}: keeping ${route.model.key}; loading the new target failed: ${error instanceof Error ? error.message : String(error)}`,
+          `${key}: keeping ${route.model.key}; resolving failed: ${errorMessage(error)}`,
         );
+        continue;
+      }
+      if (resolved.version === route.model.version) {
+        if (route.fallback !== undefined) {
+          // The alias came back to the version served (a rollback): it names it again.
+          this.setRoute(key, { model: route.model, ...aliasOf(resolved) });
+          this.options.logger.log(`${key}: ${route.fallback.alias} names ${route.model.key} again`);
+        }
+        continue;
+      }
+      // A refused version is tried again only when something about it changed, not on every event.
+      if (route.fallback?.wantedVersion === resolved.version && !concerns(event, resolved.version)) continue;
+      try {
+        const model = await this.load(resolved.model, resolved.version);
+        if (this.closed) return;
+        this.setRoute(key, { model, ...aliasOf(resolved) });
+        this.options.logger.log(`${key} now routes to ${model.key} (was ${route.model.key})`);
+      } catch (error) {
+        if (resolved.alias === undefined) {
+          this.options.logger.warn(
+            `${key}: keeping ${route.model.key}; loading the new target failed: ${errorMessage(error)}`,
+          );
+          continue;
+        }
+        const fallback = {
+          alias: resolved.alias,
+          wantedVersion: resolved.version,
+          reason: errorMessage(error),
+        };
+        this.setRoute(key, { model: route.model, fallback });
+        this.options.logger.error(describeFallback(key, resolved.model, fallback, route.model));
       }
     }
     this.retireUnrouted();
@@ -178,6 +261,27 @@ export class ModelHost {
       this.options.logger.warn(`${model.key}: unloading failed: ${String(error)}`);
     }
   }
+}
+
+function aliasOf(resolved: { alias?: string }): { alias?: string } {
+  return resolved.alias !== undefined ? { alias: resolved.alias } : {};
+}
+
+/** Whether `event` may have made `version` servable: its files changed, it (re)appeared, or an alias moved. */
+function concerns(event: RegistryEvent, version: number): boolean {
+  return event.type === 'alias-moved' || event.version === version;
+}
+
+function describeFallback(
+  key: string,
+  name: string,
+  fallback: NonNullable<Route['fallback']>,
+  serving: LoadedModel,
+): string {
+  return (
+    `${key}: alias ${fallback.alias} names ${name}:${fallback.wantedVersion}, which cannot be served ` +
+    `(${fallback.reason}); serving ${serving.key} until it can, retried when its files change`
+  );
 }
 
 /** The route key of a reference: validated, and spelled one way. */
