@@ -126,6 +126,14 @@ describe('a damaged alias file', () => {
     expect(await registry.repairAliases('m')).toEqual([]);
   });
 
+  it('stops gc, which would otherwise not know which version to keep, naming the repair', async () => {
+    const error = await rejection(registry.gc({ keepLast: 1 }));
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect(error.message).toContain('m/aliases/production.json');
+    expect(error.message).toContain('deit models repair m');
+    expect(await registry.listVersions('m')).toEqual([1, 2, 3]);
+  });
+
   it('without any history is set aside by repairAliases', async () => {
     await writeFile(join(dir, 'm', 'aliases', 'canary.json'), 'garbage');
     const repaired = await registry.repairAliases('m');
