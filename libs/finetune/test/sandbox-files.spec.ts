@@ -135,6 +135,10 @@ describe('file symlinks inside a root that lead out', () => {
 describe('files larger than any limit allows (sparse: they cost no disk)', () => {
   const GIANT = 1_500_000_000;
 
+  it('caps model files at 1 GiB (the README says so)', () => {
+    expect(MAX_MODEL_FILE_BYTES).toBe(1024 ** 3);
+  });
+
   it.each([
     ['teacher.onnx_path', 'teacher.onnx'],
     ['student.safetensors.path', 'student.safetensors'],
