@@ -1,5 +1,5 @@
 import { hashToken, parseTokensFile } from '@deit-serve/config';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -34,6 +34,43 @@ describe('deit auth', () => {
     const json = JSON.parse(again.out()) as { token: string; entry: { sha256: string } };
     expect(json.token).not.toBe(token);
     expect(json.entry.sha256).toBe(hashToken(json.token));
+  });
+
+  it('new-token --add-to writes the entry into a tokens file the services accept and prints the token alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deit-cli-auth-'));
+    const file = join(dir, 'tokens.json');
+    const first = io();
+    expect(
+      await runCli(['auth', 'new-token', '--name', 'web', '--role', 'classify', '--add-to', file], first.io),
+    ).toBe(0);
+    const token = first.out().trim();
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(first.err()).toMatch(/added "web" \(classify\) to .*tokens\.json/);
+    const second = io();
+    expect(
+      await runCli(['auth', 'new-token', '--name', 'ci', '--role', 'train', '--add-to', file], second.io),
+    ).toBe(0);
+    const parsed = parseTokensFile(readFileSync(file, 'utf8'));
+    expect(parsed.problems).toEqual([]);
+    expect(parsed.tokens).toEqual([
+      { name: 'web', sha256: hashToken(token), roles: ['classify'] },
+      { name: 'ci', sha256: hashToken(second.out().trim()), roles: ['train'] },
+    ]);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+
+    const duplicate = io();
+    expect(
+      await runCli(['auth', 'new-token', '--name', 'web', '--role', 'admin', '--add-to', file], duplicate.io),
+    ).toBe(1);
+    expect(duplicate.err()).toMatch(/already has a token named "web"/);
+    const broken = join(dir, 'broken.json');
+    writeFileSync(broken, '{"tokens": [{"name": "x"}]}');
+    const refused = io();
+    expect(
+      await runCli(['auth', 'new-token', '--name', 'y', '--role', 'admin', '--add-to', broken], refused.io),
+    ).toBe(1);
+    expect(refused.err()).toMatch(/is not a valid tokens file, left unchanged/);
+    expect(readFileSync(broken, 'utf8')).toBe('{"tokens": [{"name": "x"}]}');
   });
 
   it('new-token refuses a missing name or an unknown role (exit 2)', async () => {

@@ -1,6 +1,6 @@
-import { hashToken, parseTokensFile, type Role, ROLES } from '@deit-serve/config';
+import { hashToken, parseTokensFile, type Role, ROLES, type TokenEntry } from '@deit-serve/config';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { type CommandIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './options';
 
@@ -13,8 +13,10 @@ Bearer tokens for the services' tokens file (DEIT_AUTH_TOKENS_FILE, README "Secu
 stores each token's SHA-256, never the token.
 
 Subcommands:
-  new-token --name NAME --role ROLE [--role ROLE]...
-                      a new random token: prints it (once) and the entry to add to the tokens file
+  new-token --name NAME --role ROLE [--role ROLE]... [--add-to FILE]
+                      a new random token: prints it (once) and the entry to add to the tokens file;
+                      with --add-to, adds the entry to FILE (created if missing, mode 0600) and
+                      prints the token alone, e.g. export DEIT_TOKEN=$(deit auth new-token ...)
   hash-token [TOKEN]  the SHA-256 the tokens file stores for TOKEN (read from stdin when not given,
                       which keeps it out of the shell history)
   check FILE          checks a tokens file as the services do at start
@@ -29,6 +31,7 @@ Options:
 const OPTIONS = {
   name: { type: 'string' },
   role: { type: 'string', multiple: true },
+  'add-to': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -48,7 +51,7 @@ export async function runAuthCommand(argv: string[], io: CommandIo): Promise<num
     switch (sub) {
       case 'new-token': {
         if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
-        return newToken(v.name, v.role ?? [], v.json === true, io);
+        return await newToken(v.name, v.role ?? [], v.json === true, v['add-to'], io);
       }
       case 'hash-token': {
         if (rest.length > 1) throw new UsageError('hash-token takes one token at most');
@@ -75,7 +78,13 @@ export async function runAuthCommand(argv: string[], io: CommandIo): Promise<num
   }
 }
 
-function newToken(name: string | undefined, roles: string[], json: boolean, io: CommandIo): number {
+async function newToken(
+  name: string | undefined,
+  roles: string[],
+  json: boolean,
+  addTo: string | undefined,
+  io: CommandIo,
+): Promise<number> {
   if (!name) throw new UsageError('--name NAME is required (who holds the token, e.g. web-frontend)');
   if (roles.length === 0) throw new UsageError(`--role is required: ${ROLES.join(', ')}`);
   const token = randomBytes(TOKEN_BYTES).toString('base64url');
@@ -84,8 +93,19 @@ function newToken(name: string | undefined, roles: string[], json: boolean, io: 
   const { problems } = parseTokensFile(JSON.stringify({ tokens: [entry] }));
   if (problems.length > 0)
     throw new UsageError(problems.map((p) => p.replace(/^tokens\[0\]\.?/, '--')).join('; '));
+  if (addTo !== undefined) {
+    const added = await addEntry(addTo, entry, io);
+    if (added !== EXIT_OK) return added;
+  }
   if (json) {
     io.stdout.write(JSON.stringify({ token, entry }) + '\n');
+    return EXIT_OK;
+  }
+  if (addTo !== undefined) {
+    io.stdout.write(`${token}\n`);
+    io.stderr.write(
+      `added "${name}" (${entry.roles.join(', ')}) to ${addTo}; the token is shown once, above\n`,
+    );
     return EXIT_OK;
   }
   io.stdout.write(
@@ -94,6 +114,40 @@ function newToken(name: string | undefined, roles: string[], json: boolean, io: 
       'add to the tokens file\'s "tokens" list:\n' +
       `  ${JSON.stringify(entry)}\n`,
   );
+  return EXIT_OK;
+}
+
+/**
+ * Adds `entry` to the tokens file (a new one when missing), refusing a file that does not check out
+ * or that already names `entry.name`: the result must be what the services accept. Written to a
+ * private temporary file and renamed over the old one, so a reader never sees half a file.
+ */
+async function addEntry(file: string, entry: TokenEntry, io: CommandIo): Promise<number> {
+  let tokens: TokenEntry[] = [];
+  try {
+    const parsed = parseTokensFile(await readFile(file, 'utf8'));
+    if (parsed.problems.length > 0) {
+      io.stderr.write(
+        `deit auth: ${file} is not a valid tokens file, left unchanged:\n${parsed.problems.map((p) => `  - ${p}\n`).join('')}`,
+      );
+      return EXIT_FAILURE;
+    }
+    tokens = parsed.tokens;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+      io.stderr.write(`deit auth: cannot read ${file}: ${(error as Error).message}\n`);
+      return EXIT_FAILURE;
+    }
+  }
+  if (tokens.some((t) => t.name === entry.name)) {
+    io.stderr.write(`deit auth: ${file} already has a token named "${entry.name}"; choose another --name\n`);
+    return EXIT_FAILURE;
+  }
+  const text = JSON.stringify({ tokens: [...tokens, entry] }, null, 2) + '\n';
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, text, { mode: 0o600 });
+  await chmod(temporary, 0o600);
+  await rename(temporary, file);
   return EXIT_OK;
 }
 
