@@ -20,7 +20,15 @@ import { fineTuneRequest, publishStudent, writeFashionMnist } from './fixtures/f
  * version that names the job, the alias on it.
  */
 const JOB_TIMEOUT = 120_000; // two runs of a tiny job
-const STEPS: readonly PublishStep[] = ['before-publish', 'after-publish', 'after-marker', 'after-promotion'];
+/** The job's own steps, and `before-rename`: inside the registry's publish, the version staged but not in place. */
+type KillPoint = PublishStep | 'before-rename';
+const STEPS: readonly KillPoint[] = [
+  'before-publish',
+  'before-rename',
+  'after-publish',
+  'after-marker',
+  'after-promotion',
+];
 
 class Killed extends Error {}
 
@@ -53,7 +61,7 @@ function spec(outputModel: string): FineTuneJobSpec {
 async function attempt(
   jobId: string,
   s: FineTuneJobSpec,
-  run: { attempt: number; resumeFrom?: ResumePoint; killAt?: PublishStep },
+  run: { attempt: number; resumeFrom?: ResumePoint; killAt?: KillPoint },
 ): Promise<{ version: number; checkpoint?: ResumePoint }> {
   let checkpoint: ResumePoint | undefined;
   const ctx: JobContext<FineTuneJobSpec> = {
@@ -75,7 +83,16 @@ async function attempt(
     },
   };
   const job = createFineTuneJob({
-    registry,
+    registry:
+      run.killAt === 'before-rename'
+        ? await DirectoryRegistry.open(join(root, 'registry'), {
+            testHooks: {
+              beforeCommit: () => {
+                throw new Killed('before-rename');
+              },
+            },
+          })
+        : registry,
     parallelism: 'local',
     progressIntervalMs: 0,
     publishHook: (step) => {
