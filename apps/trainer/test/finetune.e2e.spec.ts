@@ -1,5 +1,6 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { FASHION_MNIST_LABELS } from '@deit-serve/datasets';
+import { nativeBuildInstalled } from '@deit-serve/model/testing';
 import { packageAndPublish, presetWeights } from '@deit-serve/packaging';
 import { healthV1Client, inferenceV1Client, trainerV1Client } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
@@ -184,6 +185,8 @@ describe('fine-tune end to end (registry + inference + trainer)', () => {
       )({ jobId });
       expect(job?.result).toMatchObject({ model: 'fm', version: 2, promoted: true });
       expect(job?.result?.finalEval?.teacherTop1).toBeGreaterThanOrEqual(0);
+      // Trained on native TensorFlow wherever `npm ci` built it (tools/scripts/install-native.mjs).
+      expect(job?.backend).toBe(nativeBuildInstalled() ? 'tfjs-tensorflow' : 'tfjs-wasm');
 
       // The inference service follows the registry: the promoted alias now routes to version 2.
       const image = {
