@@ -29,7 +29,7 @@ interface FallbackDetail {
   route: string;
   model: string;
   alias: string;
-  wantedVersion: number;
+  wantedVersion: number | null;
   servingVersion: number;
   reason: string;
 }
@@ -177,6 +177,45 @@ describe('serving through registry damage', () => {
     );
     expect((await classify(client, { tensor: tinyTensor(0.5) })).model?.alias).toBe('production');
     expect(fallbackGauge(await scrape(metricsUrl), '2', '1')).toBeUndefined();
+    expect(await health(metricsUrl)).toEqual({ status: 'SERVING', fallbacks: [] });
+  });
+
+  it('a service started with a damaged production alias file serves what the alias history last named, until the repair', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'deit-e2e-damage-'));
+    const registry = await DirectoryRegistry.open(dir, { create: true });
+    for (const seed of [1, 2]) {
+      const { version } = await publishTinyDeit(registry, 'tiny', { seed });
+      await registry.setAlias('tiny', 'production', version);
+    }
+    writeFileSync(join(dir, 'tiny', 'aliases', 'production.json'), '{"seq": 2, "to": ');
+    inference = await startInference(dir, {}, { metrics: true });
+    const { client } = inference;
+    const metricsUrl = inference.metricsUrl ?? '';
+    expect((await classify(client, { tensor: tinyTensor(0.5) })).model).toMatchObject({
+      version: 2,
+      alias: '',
+    });
+    expect(await health(metricsUrl)).toEqual({
+      status: 'SERVING',
+      fallbacks: [
+        {
+          route: 'tiny',
+          model: 'tiny',
+          alias: 'production',
+          wantedVersion: null,
+          servingVersion: 2,
+          reason: 'alias file tiny/aliases/production.json is not valid JSON',
+        },
+      ],
+    });
+    expect(fallbackGauge(await scrape(metricsUrl), 'unknown', '2')).toBe(1);
+
+    expect(await registry.repairAliases('tiny')).toMatchObject([{ alias: 'production', restored: 2 }]);
+    await waitFor(
+      'production to be named again',
+      async () => (await classify(client, { tensor: tinyTensor(0.5) })).model?.alias === 'production',
+      RECOVER_WITHIN_MS,
+    );
     expect(await health(metricsUrl)).toEqual({ status: 'SERVING', fallbacks: [] });
   });
 });

@@ -6,8 +6,8 @@ export interface Fallback {
   route: string;
   model: string;
   alias: string;
-  /** What the alias names now. */
-  wantedVersion: number;
+  /** What the alias names now; null when its file cannot be read. */
+  wantedVersion: number | null;
   servingVersion: number;
   /** Why the wanted version is not served (its load error). */
   reason: string;
@@ -21,7 +21,7 @@ export interface Fallback {
 export function fallbackCandidates(
   history: readonly AliasHistoryEntry[],
   alias: string,
-  wanted: number,
+  wanted: number | null,
 ): number[] {
   const candidates: number[] = [];
   for (let i = history.length - 1; i >= 0; i--) {

@@ -78,7 +78,7 @@ export class InferenceMetrics {
   });
   readonly fallback = new Gauge({
     name: 'deit_model_fallback',
-    help: '1 while a route serves serving_version because wanted_version, which its alias names, cannot be served',
+    help: '1 while a route serves serving_version because wanted_version, which its alias names, cannot be served (unknown: the alias cannot be read)',
     labelNames: ['model', 'alias', 'wanted_version', 'serving_version'] as const,
     registers: [this.registry],
   });
@@ -107,7 +107,11 @@ export class InferenceMetrics {
     for (const f of current) {
       const labels = { model: f.model, alias: f.alias };
       this.fallback.set(
-        { ...labels, wanted_version: String(f.wantedVersion), serving_version: String(f.servingVersion) },
+        {
+          ...labels,
+          wanted_version: f.wantedVersion === null ? 'unknown' : String(f.wantedVersion),
+          serving_version: String(f.servingVersion),
+        },
         1,
       );
       if (!before.has(key(f))) this.fallbacks.inc(labels);

@@ -1,4 +1,6 @@
+import { DomainError } from '@deit-serve/core';
 import {
+  DEFAULT_ALIAS,
   formatModelRef,
   type ModelRegistry,
   parseModelRef,
@@ -118,7 +120,17 @@ export class ModelHost {
     let pending = this.pendingRoutes.get(key);
     if (!pending) {
       pending = (async () => {
-        const resolved = await this.registry.resolve(key);
+        let resolved;
+        try {
+          resolved = await this.registry.resolve(key);
+        } catch (error) {
+          // A damaged alias file: what its history last named may still be served, as a fallback.
+          const alias = aliasOfRef(key);
+          if (!isDataLoss(error) || alias === undefined) throw error;
+          const route = await this.fallbackRoute(key, parseModelRef(key).name, alias, null, error);
+          this.setRoute(key, route);
+          return route;
+        }
         let route: Route;
         try {
           route = { model: await this.load(resolved.model, resolved.version), ...aliasOf(resolved) };
@@ -139,7 +151,7 @@ export class ModelHost {
     key: string,
     name: string,
     alias: string,
-    wanted: number,
+    wanted: number | null,
     error: unknown,
   ): Promise<Route> {
     const history = await this.registry.aliasHistory(name, alias).catch(() => []);
@@ -204,9 +216,16 @@ export class ModelHost {
       try {
         resolved = await this.registry.resolve(key);
       } catch (error) {
-        this.options.logger.warn(
-          `${key}: keeping ${route.model.key}; resolving failed: ${errorMessage(error)}`,
-        );
+        const alias = route.alias ?? route.fallback?.alias;
+        if (isDataLoss(error) && alias !== undefined && route.fallback?.wantedVersion !== null) {
+          const fallback = { alias, wantedVersion: null, reason: errorMessage(error) };
+          this.setRoute(key, { model: route.model, fallback });
+          this.options.logger.error(describeFallback(key, route.model.name, fallback, route.model));
+        } else if (route.fallback === undefined) {
+          this.options.logger.warn(
+            `${key}: keeping ${route.model.key}; resolving failed: ${errorMessage(error)}`,
+          );
+        }
         continue;
       }
       if (resolved.version === route.model.version) {
@@ -263,6 +282,16 @@ export class ModelHost {
   }
 }
 
+/** The alias a reference goes through: its own, or production for a bare name. */
+function aliasOfRef(key: string): string | undefined {
+  const ref = parseModelRef(key);
+  return ref.kind === 'alias' ? ref.alias : ref.kind === 'default' ? DEFAULT_ALIAS : undefined;
+}
+
+function isDataLoss(error: unknown): boolean {
+  return error instanceof DomainError && error.kind === 'DATA_LOSS';
+}
+
 function aliasOf(resolved: { alias?: string }): { alias?: string } {
   return resolved.alias !== undefined ? { alias: resolved.alias } : {};
 }
@@ -278,10 +307,11 @@ function describeFallback(
   fallback: NonNullable<Route['fallback']>,
   serving: LoadedModel,
 ): string {
-  return (
-    `${key}: alias ${fallback.alias} names ${name}:${fallback.wantedVersion}, which cannot be served ` +
-    `(${fallback.reason}); serving ${serving.key} until it can, retried when its files change`
-  );
+  const wanted =
+    fallback.wantedVersion === null
+      ? `alias ${fallback.alias} of ${name} cannot be read`
+      : `alias ${fallback.alias} names ${name}:${fallback.wantedVersion}, which cannot be served`;
+  return `${key}: ${wanted} (${fallback.reason}); serving ${serving.key} until it can, retried when its files change`;
 }
 
 /** The route key of a reference: validated, and spelled one way. */
