@@ -4,6 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from '../cli';
 import { fakeTrainerModule, io, job, progress, trainer } from './fake-trainer.testing';
 import { runFinetuneCommand } from './finetune';
+import { FINETUNE_FLAG_DEFAULTS, withFlagNames } from './finetune-flags';
 
 const { JobState, DistillationType, SoftNormalization, CropMode } = trainerV1;
 
@@ -157,7 +158,7 @@ describe('deit finetune', () => {
     expect(spec?.distillation?.type).toBe(DistillationType.DISTILLATION_TYPE_UNSPECIFIED);
     expect(spec?.distillation?.alpha).toBeUndefined();
     expect(spec?.optimization?.lr).toBeUndefined();
-    expect(spec?.optimization?.epochs).toBe(0);
+    expect(spec?.optimization?.epochs).toBe(FINETUNE_FLAG_DEFAULTS.epochs);
     expect(spec?.trainable).toBeUndefined();
     expect(spec?.promotion).toBeUndefined();
 
@@ -167,13 +168,26 @@ describe('deit finetune', () => {
     expect(trainer.started[0]?.spec?.dataset?.fashionMnist?.dir).toBe('');
   });
 
-  it('prints INVALID_ARGUMENT from the trainer verbatim and exits 1', async () => {
+  it('prints INVALID_ARGUMENT from the trainer with the flag behind each field it names, and exits 1', async () => {
+    const defaults = io();
+    expect(
+      await runFinetuneCommand(
+        ['--output', 'm', '--student-preset', 'p', '--addr', service.address],
+        defaults.io,
+      ),
+    ).toBe(0);
+    // Without --epochs and --batch-size the trainer gets the CLI's defaults, never 0 (which it refuses).
+    expect(trainer.started.at(-1)?.spec?.optimization).toMatchObject({
+      epochs: FINETUNE_FLAG_DEFAULTS.epochs,
+      batchSize: FINETUNE_FLAG_DEFAULTS.batchSize,
+    });
     const t = io();
     expect(
       await runFinetuneCommand(['--output', 'bad', '--student-preset', 'p', '--addr', service.address], t.io),
     ).toBe(1);
     expect(t.err()).toBe(
-      'deit finetune: INVALID_ARGUMENT: invalid fine-tune spec: output_model: "bad" is reserved; optimization.epochs: must be ≥ 1\n',
+      'deit finetune: INVALID_ARGUMENT: invalid fine-tune spec: --output (output_model): "bad" is reserved; ' +
+        '--epochs (optimization.epochs): must be ≥ 1\n',
     );
     expect(t.out()).toBe('');
   });
@@ -300,5 +314,21 @@ describe('deit finetune', () => {
     const t = io();
     expect(await runCli(['finetune', '--help'], t.io)).toBe(0);
     expect(t.out()).toMatch(/^Usage: deit finetune --output NAME/);
+  });
+});
+
+describe("deit finetune flags and the trainer's field names", () => {
+  it('names the flag beside every field a problem names, leaving other text alone', () => {
+    expect(
+      withFlagNames(
+        'invalid fine-tune spec (3 problems): optimization.batch_size: must be an integer in [1, 65536], got 0; ' +
+          'dataset.image_folder.val_dir: not found; student: unknown preset "x"',
+      ),
+    ).toBe(
+      'invalid fine-tune spec (3 problems): --batch-size (optimization.batch_size): must be an integer in [1, 65536], got 0; ' +
+        '--val-dir (dataset.image_folder.val_dir): not found; student: unknown preset "x"',
+    );
+    // A field inside another's text is not a problem's field.
+    expect(withFlagNames('seedling: x')).toBe('seedling: x');
   });
 });

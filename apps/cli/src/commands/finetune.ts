@@ -1,4 +1,5 @@
 import { trainerV1Client } from '@deit-serve/proto';
+import { type ServiceError, status } from '@grpc/grpc-js';
 import { parseArgs } from 'node:util';
 import {
   call,
@@ -13,6 +14,7 @@ import {
   UsageError,
   watchJob,
 } from './jobs';
+import { FINETUNE_FLAG_DEFAULTS, withFlagNames } from './finetune-flags';
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf, type Connection } from './connection';
 import { type CommandIo, EXIT_OK, EXIT_USAGE } from './options';
 
@@ -36,7 +38,8 @@ Data:
 Distillation:
   --distillation none|soft|hard  --alpha A  --tau T  --soft-norm numel|batchmean
 Optimization:
-  --epochs N  --batch-size B  --lr LR  --lr-fixed  --weight-decay W  --warmup-epochs E
+  --epochs N (default ${FINETUNE_FLAG_DEFAULTS.epochs})  --batch-size B (default ${FINETUNE_FLAG_DEFAULTS.batchSize})
+  --lr LR  --lr-fixed  --weight-decay W  --warmup-epochs E
   --label-smoothing S  --drop-path D  --seed N  --last-blocks N  --eval-interval N
 Augmentation:
   --crop none|rrc|padded  --padding P  --flip  --random-erasing P  --mixup A  --cutmix A
@@ -187,8 +190,8 @@ export function specFromFlags(v: Values): trainerV1Client.FineTuneSpec {
       ),
     },
     optimization: {
-      epochs: int('epochs', 1) ?? 0,
-      batchSize: int('batch-size', 1) ?? 0,
+      epochs: int('epochs', 1) ?? FINETUNE_FLAG_DEFAULTS.epochs,
+      batchSize: int('batch-size', 1) ?? FINETUNE_FLAG_DEFAULTS.batchSize,
       lr: num('lr'),
       lrFixed: v['lr-fixed'] === true,
       weightDecay: num('weight-decay'),
@@ -259,6 +262,10 @@ export async function runFinetuneCommand(argv: string[], io: CommandIo): Promise
     if (!values.watch) return EXIT_OK;
     return await watchJob(client, job.id, io, json, 'deit finetune');
   } catch (error) {
+    const e = error as Partial<ServiceError>;
+    // The trainer names spec fields; the user typed flags.
+    if (e.code === status.INVALID_ARGUMENT && typeof e.details === 'string')
+      Object.assign(e, { details: withFlagNames(e.details) });
     return reportError(io, 'deit finetune', addr, json, error, connection);
   } finally {
     client.close();
