@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs reload-under-load.js and, PROMOTE_AFTER seconds in (default 15), the promotion PROMOTE_CMD
-# (required; run with bash -c from the repository root), e.g. for a local registry:
-#   EXPECT_VERSION=2 PROMOTE_CMD='npx deit models promote fmnist-deit:2 --alias production' \
+# (required; run with bash -c from the repository root), e.g. for a copy of this repository's registry
+# (load-tests/README.md, "Reload under load"):
+#   EXPECT_VERSION=3 PROMOTE_CMD='npx deit models promote fmnist-deit:3 --alias production --registry /tmp/deit-reload' \
 #     bash load-tests/reload-under-load.sh
 # or against a cluster:
-#   PROMOTE_CMD='kubectl -n deit-serve exec deploy/deit-trainer -- node dist/apps/cli/src/main.js models promote fmnist-deit:2 --alias production'
+#   PROMOTE_CMD='kubectl -n deit-serve exec deploy/deit-trainer -- node dist/apps/cli/src/main.js models promote fmnist-deit:3 --alias production --registry /registry'
 # Exit status: k6's (thresholds: zero failed requests), or the promotion's when that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
