@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { freePort } from '@deit-serve/grpc-server';
+import { type inferenceV1Client } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { publishTinyDeit } from '@deit-serve/testing';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -209,6 +210,10 @@ describe('serving through registry damage', () => {
       ],
     });
     expect(fallbackGauge(await scrape(metricsUrl), 'unknown', '2')).toBe(1);
+    const listed = await new Promise<inferenceV1Client.ListModelsResponse>((resolve, reject) =>
+      client.listModels({}, (err, res) => (err ? reject(err) : resolve(res))),
+    );
+    expect(listed.models).toMatchObject([{ name: 'tiny', versions: [1, 2], aliases: {} }]);
 
     expect(await registry.repairAliases('tiny')).toMatchObject([{ alias: 'production', restored: 2 }]);
     await waitFor(

@@ -16,7 +16,8 @@ export class ModelCatalog {
       (await this.registry.listModels()).map(async (name) => ({
         name,
         versions: await this.registry.listVersions(name),
-        aliases: await this.registry.getAliases(name),
+        // A damaged alias file leaves its alias out instead of failing the listing (health shows it).
+        aliases: (await this.registry.inspectAliases(name)).aliases,
         loaded: loaded
           .filter(({ model }) => model.name === name)
           .map(({ model, aliases }) => ({
