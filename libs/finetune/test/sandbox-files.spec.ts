@@ -112,10 +112,11 @@ describe('file symlinks inside a root that lead out', () => {
     'refuses a Fashion-MNIST file linked to %s with PERMISSION_DENIED and none of its bytes',
     async (_what, dir, file, target) => {
       const spec = fashionMnistSpec(dir());
-      for (const load of [
+      const loads: Array<() => Promise<unknown>> = [
         () => loadFineTuneSources(spec, { sandbox }),
-        () => sourcesSpecCheck({ sandbox })(spec, {}),
-      ]) {
+        async () => sourcesSpecCheck({ sandbox })(spec, {}),
+      ];
+      for (const load of loads) {
         const { error } = await refusal(load);
         expect(error).toBeInstanceOf(PathNotAllowedError);
         expect((error as PathNotAllowedError).kind).toBe('PERMISSION_DENIED');
