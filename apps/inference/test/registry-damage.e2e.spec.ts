@@ -14,7 +14,6 @@ import {
   type InferenceProcess,
   sample,
   scrape,
-  sleep,
   spawnInference,
   startInference,
   tinyTensor,
@@ -154,8 +153,16 @@ describe('serving through registry damage', () => {
         acquired_at: Date.now(),
       }),
     );
+    const verified = new Promise<void>((resolve) => {
+      const getManifest = registry.getManifest.bind(registry);
+      registry.getManifest = async (...args) => {
+        const info = await getManifest(...args);
+        resolve(); // the move's integrity check, done before it waits for the lock
+        return info;
+      };
+    });
     const moved = registry.setAlias('tiny', 'production', 2);
-    await sleep(500); // the move's integrity check, done before it waits for the lock
+    await verified;
     const file = join(dir, 'tiny', '2', 'model.onnx');
     const original = corrupt(file);
     rmSync(lock);
