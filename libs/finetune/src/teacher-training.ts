@@ -27,6 +27,7 @@ import {
 } from '@deit-serve/datasets';
 import {
   createRegNet,
+  describeBackend,
   getRegNetPreset,
   initBackend,
   OnnxIoName,
@@ -204,6 +205,10 @@ export async function trainTeacher(options: TeacherTrainingOptions): Promise<Tea
   const workerBackend: BackendName = backend === 'tensorflow' || backend === 'cpu' ? backend : 'wasm';
   const engine =
     epochsDone < spec.epochs ? await createEngine(taskOptions, workers, workerBackend, spec) : undefined;
+  log(
+    `training ${spec.preset} on ${describeBackend()}: ` +
+      (workers > 1 ? `data-parallel, ${workers} workers` : 'one process'),
+  );
   try {
     if (engine !== undefined && checkpoint !== undefined) {
       restoreOptimizer(engine.optimizer, {

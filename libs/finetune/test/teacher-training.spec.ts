@@ -2,6 +2,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadFashionMnist, type ImageDataset } from '@deit-serve/datasets';
+import { nativeBuildInstalled } from '@deit-serve/model/testing';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -60,6 +61,12 @@ describe('RegNetY teacher training', () => {
         log: (m) => logs.push(m),
       });
       expect(first.history.evals).toHaveLength(1);
+      // Which backend and device trained it, native TensorFlow wherever `npm ci` built tfjs-node.
+      expect(logs[0]).toMatch(
+        nativeBuildInstalled()
+          ? /^training regnety_fmnist_28 on tensorflow \(TensorFlow \d+\.\d+\.\d+, CPU\): one process$/
+          : /^training regnety_fmnist_28 on wasm \(1 thread\): one process$/,
+      );
 
       // The two-epoch run: stop after epoch 1 by aborting, then resume.
       const controller = new AbortController();
