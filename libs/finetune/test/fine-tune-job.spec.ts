@@ -110,7 +110,10 @@ describe('fineTuneJob', () => {
         promotion: { alias: 'candidate', minImprovement: 0 },
       });
       const { ctx, recorded } = context(s);
-      const result = await job({ parallelism: { workers: 2 }, taskModule: DP_TASK_SHIM })(ctx);
+      // The data-parallel path is the wasm one (native backends train in one thread).
+      const result = await job({ backend: 'wasm', parallelism: { workers: 2 }, taskModule: DP_TASK_SHIM })(
+        ctx,
+      );
 
       expect(recorded.backends).toEqual(['tfjs-wasm']);
       expect(recorded.logs.join('\n')).toMatch(/data-parallel, 2 workers/);
@@ -152,6 +155,7 @@ describe('fineTuneJob', () => {
         /^fashion-mnist\/train-holdout\(0\.25,seed=3\)\/10@[0-9a-f]{12}$/,
       );
       expect(manifest.lineage).toMatchObject({
+        job_id: ctx.jobId,
         parent: { name: 'student-tiny', version: 1 },
         dataset: { name: 'fashion-mnist' },
         backend: 'tfjs-wasm',
