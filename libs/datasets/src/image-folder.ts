@@ -213,41 +213,46 @@ export async function listImageFolder(
         cause: err,
       });
     });
-    const classDirs = new Map<string, CheckedDirectory>();
-    try {
-      for (const entry of entries) {
-        if (entry.name.startsWith('.') || !(entry.isDirectory() || entry.isSymbolicLink())) continue;
-        // A class folder leading outside the roots refuses the whole folder: skipping it would
-        // silently change the label set.
-        const dir = await subfolder(top, entry.name);
-        if (dir !== undefined) classDirs.set(entry.name, dir);
-      }
-      const classes = [...classDirs.keys()].sort(byName);
-      if (classes.length === 0) {
-        throw new InvalidArgumentError(
-          `image folder ${root} has no classes: expected one sub-folder per class, each holding its images`,
-        );
-      }
-      const files: Array<{ path: string; label: number }> = [];
-      const problems: DatasetProblem[] = [];
-      const seen = new Set([await top.identity()]);
-      const empty: string[] = [];
-      for (const [label, name] of classes.entries()) {
-        const found: string[] = [];
-        await walk(classDirs.get(name) as CheckedDirectory, name, { files: found, problems, seen });
-        if (found.length === 0) empty.push(name);
-        for (const path of found) files.push({ path, label });
-      }
-      if (empty.length > 0) {
-        throw new InvalidArgumentError(
-          `image folder ${root}: class folder${empty.length > 1 ? 's' : ''} ${empty.map((n) => `"${n}"`).join(', ')} ` +
-            `hold${empty.length > 1 ? '' : 's'} no image files (${IMAGE_EXTENSIONS.join(' ')})`,
-        );
-      }
-      return { root, classes, files, problems };
-    } finally {
-      await Promise.all([...classDirs.values()].map((d) => d.close()));
+    const classes: string[] = [];
+    for (const entry of entries) {
+      if (entry.name.startsWith('.') || !(entry.isDirectory() || entry.isSymbolicLink())) continue;
+      // A class folder leading outside the roots refuses the whole folder: skipping it would
+      // silently change the label set.
+      const dir = await subfolder(top, entry.name);
+      if (dir === undefined) continue;
+      await dir.close(); // one folder open at a time: a thousand classes must not use a thousand descriptors
+      classes.push(entry.name);
     }
+    classes.sort(byName);
+    if (classes.length === 0) {
+      throw new InvalidArgumentError(
+        `image folder ${root} has no classes: expected one sub-folder per class, each holding its images`,
+      );
+    }
+    const files: Array<{ path: string; label: number }> = [];
+    const problems: DatasetProblem[] = [];
+    const seen = new Set([await top.identity()]);
+    const empty: string[] = [];
+    for (const [label, name] of classes.entries()) {
+      const found: string[] = [];
+      const dir = await subfolder(top, name);
+      if (dir !== undefined) {
+        try {
+          await walk(dir, name, { files: found, problems, seen });
+        } finally {
+          await dir.close();
+        }
+      }
+      if (found.length === 0) empty.push(name);
+      for (const path of found) files.push({ path, label });
+    }
+    if (empty.length > 0) {
+      throw new InvalidArgumentError(
+        `image folder ${root}: class folder${empty.length > 1 ? 's' : ''} ${empty.map((n) => `"${n}"`).join(', ')} ` +
+          `hold${empty.length > 1 ? '' : 's'} no image files (${IMAGE_EXTENSIONS.join(' ')})`,
+      );
+    }
+    return { root, classes, files, problems };
   } finally {
     await top.close();
   }
