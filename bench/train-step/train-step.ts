@@ -10,14 +10,21 @@
  * Usage: bench/train-step/run.sh [--steps 4] [--warmup 1] [--batch 64] [--micro 16] [--workers 2]
  *        [--loss soft|hard] [--only tfjs-local,tfjs-dp,torch] [--profile] [--python /usr/bin/python3]
  *        [--preset deit_pico_distilled_patch7_28]   (another distilled 10-class preset; tfjs stacks only)
+ *        [--teacher regnety_fmnist_28]   (a RegNetY classifier step instead, the zoo's teacher; tfjs only)
+ *        [--backend wasm|tensorflow]     (tensorflow: tfjs-node, built by `npm ci`; default wasm)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { initBackend } from '../../libs/model/src/backend';
+import { describeBackend, initBackend, type BackendName } from '../../libs/model/src/backend';
 import { DEIT_PRESETS, type DeitPresetName, isDeitPresetName } from '../../libs/model/src/deit/presets';
+import {
+  isRegNetPresetName,
+  REGNET_PRESETS,
+  type RegNetPresetName,
+} from '../../libs/model/src/regnet/presets';
 import { DataParallelTrainer } from '../../libs/model/src/train/data-parallel/trainer';
 import {
   createTrainTask,
@@ -26,9 +33,14 @@ import {
 } from '../../libs/model/src/train/deit-task';
 import { accumulateGradients } from '../../libs/model/src/train/gradients';
 import { LocalTrainer } from '../../libs/model/src/train/local-trainer';
+import {
+  createTrainTask as createRegNetTrainTask,
+  REGNET_TASK_MODULE,
+  type RegNetTaskOptions,
+} from '../../libs/model/src/train/regnet-task';
 import { threadCpuMs, wasmHeapBytes } from '../../libs/model/src/train/resources';
 import { registerGradients } from '../../libs/model/src/train/register-gradients';
-import type { HostBatch } from '../../libs/model/src/train/task';
+import type { HostBatch, TrainTask } from '../../libs/model/src/train/task';
 
 type Stack = 'tfjs-local' | 'tfjs-dp' | 'torch';
 
@@ -43,6 +55,8 @@ interface Args {
   profile: boolean;
   python: string;
   preset: DeitPresetName;
+  teacher: RegNetPresetName | undefined;
+  backend: BackendName;
 }
 
 const DEFAULT_PRESET: DeitPresetName = 'deit_tiny_distilled_patch4_32';
@@ -63,6 +77,8 @@ function parseArgs(argv: readonly string[]): Args {
     profile: false,
     python: '/usr/bin/python3',
     preset: DEFAULT_PRESET,
+    teacher: undefined,
+    backend: 'wasm',
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -109,13 +125,25 @@ function parseArgs(argv: readonly string[]): Args {
         args.preset = v;
         break;
       }
+      case '--teacher': {
+        const v = value();
+        if (!isRegNetPresetName(v)) throw new Error(`--teacher must name a RegNetY preset, got ${v}`);
+        args.teacher = v;
+        break;
+      }
+      case '--backend': {
+        const v = value();
+        if (v !== 'wasm' && v !== 'tensorflow') throw new Error('--backend must be wasm or tensorflow');
+        args.backend = v;
+        break;
+      }
       default:
         throw new Error(`unknown option ${flag}`);
     }
   }
   // torch_step.py builds the default network only: a ratio against another model would be meaningless.
-  if (args.preset !== DEFAULT_PRESET && args.only.includes('torch'))
-    throw new Error(`--preset ${args.preset} runs the tfjs stacks only: add --only tfjs-local,tfjs-dp`);
+  if ((args.preset !== DEFAULT_PRESET || args.teacher !== undefined) && args.only.includes('torch'))
+    throw new Error(`--preset and --teacher run the tfjs stacks only: add --only tfjs-local,tfjs-dp`);
   return args;
 }
 
@@ -158,16 +186,65 @@ interface Sample {
   readonly cpuMs: number | undefined;
 }
 
-async function benchLocal(args: Args, taskOptions: DeitTaskOptions, batch: HostBatch): Promise<Sample[]> {
-  const task = createTrainTask(taskOptions);
+/** The step to measure: the DeiT distillation task, or a RegNetY classifier (`--teacher`). */
+interface BenchTask {
+  readonly title: string;
+  readonly imgSize: number;
+  /** For data-parallel workers. */
+  readonly module: string;
+  readonly options: DeitTaskOptions | RegNetTaskOptions;
+  create(): TrainTask & { readonly model: { dispose(): void } };
+}
+
+function benchTask(args: Args): BenchTask {
+  if (args.teacher !== undefined) {
+    const { imgSize, stageWidths } = REGNET_PRESETS[args.teacher];
+    const options: RegNetTaskOptions = {
+      preset: args.teacher,
+      config: { numClasses: CLASSES },
+      seed: 0,
+      labelSmoothing: LOSS.labelSmoothing,
+    };
+    return {
+      title: `${args.teacher} (${imgSize}x${imgSize}, widths ${stageWidths.join('/')}), ${CLASSES} classes, batch ${args.batch}, cross-entropy, AdamW`,
+      imgSize,
+      module: REGNET_TASK_MODULE,
+      options,
+      create: () => createRegNetTrainTask(options),
+    };
+  }
+  const { imgSize, patchSize } = DEIT_PRESETS[args.preset];
+  const options: DeitTaskOptions = {
+    preset: args.preset,
+    numClasses: CLASSES,
+    seed: 0,
+    loss: { type: args.loss, ...LOSS },
+  };
+  return {
+    title: `${args.preset} (${imgSize}x${imgSize}, patch ${patchSize}), ${CLASSES} classes, batch ${args.batch}, ${args.loss} distillation, AdamW`,
+    imgSize,
+    module: DEIT_TASK_MODULE,
+    options,
+    create: () => createTrainTask(options),
+  };
+}
+
+async function benchLocal(args: Args, spec: BenchTask, batch: HostBatch): Promise<Sample[]> {
+  const task = spec.create();
+  // Native TensorFlow computes on its own thread pools, so the whole process's CPU is the step's.
+  const cpuNow = (): number | undefined => {
+    if (args.backend !== 'tensorflow') return threadCpuMs();
+    const { user, system } = process.cpuUsage();
+    return (user + system) / 1000;
+  };
   const trainer = new LocalTrainer(task, { optimizer: OPTIMIZER, microBatchSize: args.micro });
   const samples: Sample[] = [];
   for (let i = 0; i < args.warmup + args.steps; i++) {
-    const cpu0 = threadCpuMs();
+    const cpu0 = cpuNow();
     const t0 = performance.now();
     const result = trainer.step(batch);
     const wallMs = performance.now() - t0;
-    const cpu1 = threadCpuMs();
+    const cpu1 = cpuNow();
     const cpuMs = cpu0 === undefined || cpu1 === undefined ? undefined : cpu1 - cpu0;
     if (i >= args.warmup) samples.push({ wallMs, cpuMs });
     console.log(
@@ -175,24 +252,23 @@ async function benchLocal(args: Args, taskOptions: DeitTaskOptions, batch: HostB
         `  (optimizer+upload ${result.optimizerMs.toFixed(0)} ms, loss ${result.losses['total']?.toFixed(4)})`,
     );
   }
-  console.log(`  wasm heap after the steps: ${gib(wasmHeapBytes())}`);
+  console.log(
+    `  wasm heap after the steps: ${gib(wasmHeapBytes())}; process RSS ${gib(process.memoryUsage().rss)}, peak ${gib(peakRssBytes())}`,
+  );
   if (args.profile) await profileMicroBatch(task, batch, args.micro);
   task.model.dispose();
   return samples;
 }
 
-async function benchDataParallel(
-  args: Args,
-  taskOptions: DeitTaskOptions,
-  batch: HostBatch,
-): Promise<Sample[]> {
+async function benchDataParallel(args: Args, spec: BenchTask, batch: HostBatch): Promise<Sample[]> {
   const t0 = performance.now();
   const trainer = await DataParallelTrainer.create({
     workers: args.workers,
-    taskModule: DEIT_TASK_MODULE,
-    taskOptions,
+    taskModule: spec.module,
+    taskOptions: spec.options,
     optimizer: OPTIMIZER,
     microBatchSize: args.micro,
+    backend: args.backend,
   });
   console.log(`  started ${args.workers} workers in ${(performance.now() - t0).toFixed(0)} ms`);
   const samples: Sample[] = [];
@@ -221,15 +297,22 @@ async function benchDataParallel(
   } finally {
     await trainer.close();
   }
+  console.log(`  leader process peak RSS (workers are threads of it): ${gib(peakRssBytes())}`);
   return samples;
 }
 
+/** Peak resident set of this process (VmHWM), undefined where /proc is absent. */
+function peakRssBytes(): number | undefined {
+  try {
+    const kb = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    return kb === undefined ? undefined : Number(kb) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Per-kernel time of one micro-batch forward+backward, summed by kernel name. */
-async function profileMicroBatch(
-  task: ReturnType<typeof createTrainTask>,
-  batch: HostBatch,
-  micro: number,
-): Promise<void> {
+async function profileMicroBatch(task: TrainTask, batch: HostBatch, micro: number): Promise<void> {
   const rows = Math.min(micro, batch['labels']?.shape[0] ?? micro);
   const slice: HostBatch = Object.fromEntries(
     Object.entries(batch).map(([k, a]) => {
@@ -307,19 +390,13 @@ function benchTorch(args: Args): { samples: Sample[]; info: string } | { skipped
 
 export async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv);
-  const taskOptions: DeitTaskOptions = {
-    preset: args.preset,
-    numClasses: CLASSES,
-    seed: 0,
-    loss: { type: args.loss, ...LOSS },
-  };
-  const { imgSize, patchSize } = DEIT_PRESETS[args.preset];
-  const batch = makeBatch(args.batch, imgSize);
-  const backend = await initBackend('wasm');
+  const spec = benchTask(args);
+  const batch = makeBatch(args.batch, spec.imgSize);
+  const backend = await initBackend(args.backend);
+  if (backend !== args.backend)
+    throw new Error(`backend ${args.backend} is not available here (got ${backend})`);
   await registerGradients();
-  console.log(
-    `${args.preset} (${imgSize}x${imgSize}, patch ${patchSize}), ${CLASSES} classes, batch ${args.batch}, ${args.loss} distillation, AdamW; tfjs ${tf.version_core} on ${backend}`,
-  );
+  console.log(`${spec.title}; tfjs ${tf.version_core} on ${describeBackend()}`);
   console.log(
     `load average at start: ${loadavg()
       .map((l) => l.toFixed(2))
@@ -331,12 +408,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     console.log(`\n${stack}:`);
     switch (stack) {
       case 'tfjs-local':
-        results.set(`tfjs, 1 process, micro-batch ${args.micro}`, await benchLocal(args, taskOptions, batch));
+        results.set(
+          `tfjs-${args.backend}, 1 process, micro-batch ${args.micro}`,
+          await benchLocal(args, spec, batch),
+        );
         break;
       case 'tfjs-dp':
         results.set(
-          `tfjs, ${args.workers} workers, micro-batch ${args.micro}`,
-          await benchDataParallel(args, taskOptions, batch),
+          `tfjs-${args.backend}, ${args.workers} workers, micro-batch ${args.micro}`,
+          await benchDataParallel(args, spec, batch),
         );
         break;
       case 'torch': {
@@ -357,14 +437,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     reference === undefined ? '' : `${(value / reference).toFixed(2)}x`;
   console.log(`\nms/step after ${args.warmup} warm-up step(s), ${args.steps} measured; ratios to PyTorch`);
   console.log(
-    `  ${''.padEnd(34)} ${'median'.padStart(7)} ${'ratio'.padStart(6)} ${'min'.padStart(7)} ${'ratio'.padStart(6)}` +
+    `  ${''.padEnd(42)} ${'median'.padStart(7)} ${'ratio'.padStart(6)} ${'min'.padStart(7)} ${'ratio'.padStart(6)}` +
       ` | ${'CPU est.'.padStart(8)} ${'ratio'.padStart(6)}`,
   );
   for (const [name, samples] of results) {
     const wall = stats(samples.map((s) => s.wallMs));
     const cpu = cpuMedian(samples);
     console.log(
-      `  ${name.padEnd(34)} ${fmt(wall.median)} ${ratio(wall.median, torchWall?.median).padStart(6)}` +
+      `  ${name.padEnd(42)} ${fmt(wall.median)} ${ratio(wall.median, torchWall?.median).padStart(6)}` +
         ` ${fmt(wall.min)} ${ratio(wall.min, torchWall?.min).padStart(6)}` +
         ` | ${cpu === undefined ? '     n/a' : fmt(cpu).padStart(8)} ${cpu === undefined ? '' : ratio(cpu, torchCpu).padStart(6)}`,
     );
@@ -372,7 +452,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (torchNote !== '') console.log(`  ${torchNote}`);
   console.log(
     '  Wall clock is the number to quote, from an idle machine. On a shared one, other load only adds time, so the' +
-      ' min is the better estimate; the CPU estimate (tfjs-local: main-thread CPU; tfjs-dp: slowest worker' +
+      ' min is the better estimate; the CPU estimate (tfjs-local: main-thread CPU, process CPU on tensorflow; tfjs-dp: slowest worker' +
       " thread's CPU + the leader's reduce/AdamW; torch: process CPU / threads) discounts waiting, but OpenMP" +
       " threads spin under contention, which inflates PyTorch's CPU.",
   );
