@@ -18,7 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import {
   datasetHash,
   evalBatches,
@@ -514,7 +514,8 @@ async function runStudentStage(
   const signal = options.signal ?? new AbortController().signal;
   let lastProgress = 0;
   const ctx: JobContext<FineTuneJobSpec> = {
-    jobId: `zoo-${stage}`,
+    // One job per stage and recipe: a retrained stage publishes anew (a resumed one adopts its version).
+    jobId: `zoo-${stage}-${basename(workDir)}`,
     spec,
     workDir,
     ...(resumeFrom !== undefined && { resumeFrom }),
