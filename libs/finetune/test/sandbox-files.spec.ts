@@ -133,6 +133,27 @@ describe('file symlinks inside a root that lead out', () => {
   );
 });
 
+describe('malformed files inside the roots', () => {
+  it('refuses a student safetensors file that is text, quoting none of it', async () => {
+    const fm = await writeFashionMnist(join(root, 'fm-text-student'), 20, 10);
+    const text = 'root:x:0:0:root:/root:/bin/bash\n'.repeat(4);
+    const long = join(root, 'text.safetensors');
+    await writeFile(long, text);
+    // Eight bytes that give a header length within the file: the header then is not JSON.
+    const short = join(root, 'short-header.safetensors');
+    const header = Buffer.alloc(8);
+    header.writeBigUInt64LE(20n);
+    await writeFile(short, Buffer.concat([header, Buffer.from(text)]));
+    for (const path of [long, short]) {
+      const spec = fashionMnistSpec(fm, { student: { safetensors: { path, preset: PICO } } });
+      const message = problemText((await refusal(() => loadFineTuneSources(spec, { sandbox }))).error);
+      expect(message).toMatch(/student\.safetensors\.path: /);
+      const firstEight = Buffer.from(text).readBigUInt64LE(0).toString();
+      for (const leak of ['root', ':x:', firstEight]) expect(message).not.toContain(leak);
+    }
+  });
+});
+
 describe('files larger than any limit allows (sparse: they cost no disk)', () => {
   const GIANT = 1_500_000_000;
 

@@ -202,13 +202,14 @@ function parseHeader(bytes: Uint8Array): { header: Record<string, unknown>; data
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = view.getBigUint64(0, true);
   if (headerLength > BigInt(bytes.length - 8)) {
+    // The value is not shown: for a file that is not safetensors it is eight bytes of its content.
     throw new SafetensorsError(
-      `header length ${headerLength} exceeds the ${bytes.length - 8} bytes after the length field (truncated file?)`,
+      `the header length field exceeds the ${bytes.length - 8} bytes after it (truncated, or not a safetensors file)`,
     );
   }
   const n = Number(headerLength);
   if (n > MAX_HEADER_BYTES)
-    throw new SafetensorsError(`header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+    throw new SafetensorsError(`the header length field exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
@@ -218,8 +219,9 @@ function parseHeader(bytes: Uint8Array): { header: Record<string, unknown>; data
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
-  } catch (e) {
-    throw new SafetensorsError(`header is not valid JSON: ${(e as Error).message}`);
+  } catch {
+    // JSON.parse's message quotes the text, which may be any file's content.
+    throw new SafetensorsError('header is not valid JSON');
   }
   if (!isPlainObject(parsed)) throw new SafetensorsError('header JSON must be an object');
   return { header: parsed, dataStart: 8 + n };
