@@ -172,7 +172,8 @@ describe('deit jobs / finetune against a trainer with tokens and mutual TLS', ()
     expect(await runCli(['jobs', 'list', ...tls], none.io)).toBe(1);
     expect(none.err()).toBe(
       'deit jobs: UNAUTHENTICATED: no credentials: send the metadata "authorization: Bearer <token>" ' +
-        '(deit CLI: --token or DEIT_TOKEN)\n',
+        '(deit CLI: --token or DEIT_TOKEN); a value with leading or trailing whitespace is malformed in ' +
+        'HTTP/2 and dropped before it reaches the service\n',
     );
     const web = io({ DEIT_TOKEN: 'web-0123456789' });
     expect(await runCli(['jobs', 'cancel', 'job-a', ...tls], web.io)).toBe(1);
