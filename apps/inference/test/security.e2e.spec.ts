@@ -141,7 +141,8 @@ describe('inference service with a tokens file', () => {
     const error = await refusal(call(client));
     expect(error.code).toBe(status.UNAUTHENTICATED);
     expect(error.details).toBe(
-      'no credentials: send the metadata "authorization: Bearer <token>" (deit CLI: --token or DEIT_TOKEN)',
+      'no credentials: send the metadata "authorization: Bearer <token>" (deit CLI: --token or DEIT_TOKEN); ' +
+        'a value with leading or trailing whitespace is malformed in HTTP/2 and dropped before it reaches the service',
     );
   });
 
