@@ -19,6 +19,8 @@ import {
   type JobRecord,
   type JobState,
 } from './job';
+import { decodePageToken, encodePageToken } from './page-token';
+import { assertSameRequest } from './request-id';
 
 /** Ordered; each runs once, in a transaction, and bumps `PRAGMA user_version`. Never edit a shipped one. */
 const MIGRATIONS: readonly string[] = [
@@ -202,7 +204,10 @@ export class JobStore {
         const existing = this.db.prepare('SELECT * FROM jobs WHERE request_id = ?').get(requestId) as
           JobRow | undefined;
         if (existing) {
-          assertSameRequest(existing, input.kind, input.spec);
+          assertSameRequest(
+            { id: existing.id, kind: existing.kind, spec: existing.spec, requestId },
+            { kind: input.kind, spec: input.spec },
+          );
           return { row: existing, created: false };
         }
       }
@@ -536,33 +541,6 @@ function migrate(db: Database.Database): void {
   }
 }
 
-function assertSameRequest(existing: JobRow, kind: string, spec: unknown): void {
-  const reused = `request_id ${JSON.stringify(existing.request_id)} was already used for job ${existing.id}`;
-  const advice = 'send the same spec to get that job back, or use a new request_id for a new job';
-  if (existing.kind !== kind) {
-    throw new FailedPreconditionError(
-      `${reused} with another kind (${JSON.stringify(existing.kind)}, not ${JSON.stringify(kind)}); ${advice}`,
-    );
-  }
-  const before = JSON.parse(existing.spec) as unknown;
-  const after = JSON.parse(JSON.stringify(spec)) as unknown;
-  if (JSON.stringify(before) === JSON.stringify(after)) return;
-  const fields = differingFields(before, after);
-  throw new FailedPreconditionError(
-    `${reused} with another spec${fields.length > 0 ? ` (differs in: ${fields.join(', ')})` : ''}; ${advice}`,
-  );
-}
-
-/** Top-level fields whose values differ between two JSON objects, sorted. */
-function differingFields(a: unknown, b: unknown): string[] {
-  const record = (v: unknown): Record<string, unknown> =>
-    typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-  const [ra, rb] = [record(a), record(b)];
-  return [...new Set([...Object.keys(ra), ...Object.keys(rb)])]
-    .filter((key) => JSON.stringify(ra[key]) !== JSON.stringify(rb[key]))
-    .sort();
-}
-
 function assertTransition(row: JobRow, to: JobState, expectOwner: string | undefined): void {
   if (!JOB_TRANSITIONS[row.state].includes(to)) {
     const hint = isTerminal(row.state) ? ' (the job has ended)' : '';
@@ -604,19 +582,4 @@ function toRecord<Spec = unknown, Result = unknown>(row: JobRow): JobRecord<Spec
 
 function toCheckpoint(row: CheckpointRow): Checkpoint {
   return { jobId: row.job_id, epoch: row.epoch, path: row.path, createdAt: new Date(row.created_at) };
-}
-
-const PAGE_TOKEN_PREFIX = 'jobs:';
-
-function encodePageToken(num: number): string {
-  return Buffer.from(`${PAGE_TOKEN_PREFIX}${num}`).toString('base64url');
-}
-
-function decodePageToken(token: string): number {
-  const text = Buffer.from(token, 'base64url').toString();
-  const num = Number(text.slice(PAGE_TOKEN_PREFIX.length));
-  if (!text.startsWith(PAGE_TOKEN_PREFIX) || !Number.isSafeInteger(num) || num < 1) {
-    throw new InvalidArgumentError(`page_token ${JSON.stringify(token)} is invalid`);
-  }
-  return num;
 }
