@@ -190,7 +190,7 @@ export const trainerConfigSpec = {
     'DEIT_MAX_DATASET_BYTES',
     intInRange(1, 2 ** 50),
     4 * 1024 ** 3,
-    'bytes of dataset files one job may read',
+    'bytes of dataset files one job may read, counted as stored and again decompressed',
   ),
   protectedAliases: field(
     'DEIT_PROTECTED_ALIASES',
