@@ -230,4 +230,27 @@ describe('serving through registry damage', () => {
     );
     expect(await health(metricsUrl)).toEqual({ status: 'SERVING', fallbacks: [] });
   });
+
+  it('a service whose production version was deleted by hand serves the version named before it', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'deit-e2e-damage-'));
+    const registry = await DirectoryRegistry.open(dir, { create: true });
+    for (const seed of [1, 2]) {
+      const { version } = await publishTinyDeit(registry, 'tiny', { seed });
+      await registry.setAlias('tiny', 'production', version);
+    }
+    rmSync(join(dir, 'tiny', '2'), { recursive: true });
+    inference = await startInference(dir, {}, { metrics: true });
+    expect((await classify(inference.client, { tensor: tinyTensor(0.5) })).model).toMatchObject({
+      version: 1,
+      alias: '',
+    });
+    expect((await health(inference.metricsUrl ?? '')).fallbacks).toMatchObject([
+      {
+        alias: 'production',
+        wantedVersion: null,
+        servingVersion: 1,
+        reason: expect.stringMatching(/version 2, which does not exist/) as unknown,
+      },
+    ]);
+  });
 });

@@ -6,7 +6,7 @@ export interface Fallback {
   route: string;
   model: string;
   alias: string;
-  /** What the alias names now; null when its file cannot be read. */
+  /** What the alias names now; null when it cannot be resolved (damaged file, missing version). */
   wantedVersion: number | null;
   servingVersion: number;
   /** Why the wanted version is not served (its load error). */

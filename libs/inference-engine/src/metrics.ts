@@ -78,7 +78,7 @@ export class InferenceMetrics {
   });
   readonly fallback = new Gauge({
     name: 'deit_model_fallback',
-    help: '1 while a route serves serving_version because wanted_version, which its alias names, cannot be served (unknown: the alias cannot be read)',
+    help: '1 while a route serves serving_version because wanted_version, which its alias names, cannot be served (unknown: the alias cannot be resolved)',
     labelNames: ['model', 'alias', 'wanted_version', 'serving_version'] as const,
     registers: [this.registry],
   });

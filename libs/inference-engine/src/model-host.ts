@@ -124,9 +124,10 @@ export class ModelHost {
         try {
           resolved = await this.registry.resolve(key);
         } catch (error) {
-          // A damaged alias file: what its history last named may still be served, as a fallback.
+          // A damaged alias, or one naming a version deleted by hand: what its history last named may
+          // still be served, as a fallback.
           const alias = aliasOfRef(key);
-          if (!isDataLoss(error) || alias === undefined) throw error;
+          if (!isRegistryDamage(error) || alias === undefined) throw error;
           const route = await this.fallbackRoute(key, parseModelRef(key).name, alias, null, error);
           this.setRoute(key, route);
           return route;
@@ -217,7 +218,7 @@ export class ModelHost {
         resolved = await this.registry.resolve(key);
       } catch (error) {
         const alias = route.alias ?? route.fallback?.alias;
-        if (isDataLoss(error) && alias !== undefined && route.fallback?.wantedVersion !== null) {
+        if (isRegistryDamage(error) && alias !== undefined && route.fallback?.wantedVersion !== null) {
           const fallback = { alias, wantedVersion: null, reason: errorMessage(error) };
           this.setRoute(key, { model: route.model, fallback });
           this.options.logger.error(describeFallback(key, route.model.name, fallback, route.model));
@@ -288,8 +289,9 @@ function aliasOfRef(key: string): string | undefined {
   return ref.kind === 'alias' ? ref.alias : ref.kind === 'default' ? DEFAULT_ALIAS : undefined;
 }
 
-function isDataLoss(error: unknown): boolean {
-  return error instanceof DomainError && error.kind === 'DATA_LOSS';
+/** A damaged alias file (DATA_LOSS), or an alias naming a missing version (FAILED_PRECONDITION). */
+function isRegistryDamage(error: unknown): boolean {
+  return error instanceof DomainError && (error.kind === 'DATA_LOSS' || error.kind === 'FAILED_PRECONDITION');
 }
 
 function aliasOf(resolved: { alias?: string }): { alias?: string } {
@@ -309,7 +311,7 @@ function describeFallback(
 ): string {
   const wanted =
     fallback.wantedVersion === null
-      ? `alias ${fallback.alias} of ${name} cannot be read`
+      ? `alias ${fallback.alias} of ${name} cannot be resolved`
       : `alias ${fallback.alias} names ${name}:${fallback.wantedVersion}, which cannot be served`;
   return `${key}: ${wanted} (${fallback.reason}); serving ${serving.key} until it can, retried when its files change`;
 }
