@@ -128,34 +128,42 @@ function findNodeGyp() {
     join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
     join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
   ];
-  return candidates.find((c) => c !== undefined && c !== '' && existsSync(c));
+  // npm sets npm_config_node_gyp to its bundled node-gyp.js; a shell wrapper cannot run under node.
+  return candidates.find((c) => c !== undefined && c.endsWith('.js') && existsSync(c));
 }
 
 function build(plan, entry, log) {
-  const staging = `${entry}.partial`;
-  rmSync(staging, { recursive: true, force: true });
-  const wheel = downloadWheel(plan.python, log);
-  extract(plan.python, wheel, join(staging, 'deps'), log);
-  rmSync(dirname(wheel), { recursive: true, force: true }); // pip's own cache keeps a copy
-  for (const [name, target] of Object.entries(LIBRARY_LINKS))
-    symlinkSync(target, join(staging, 'deps', 'lib', name));
-  removeBuild();
-  linkTree(join(staging, 'deps'), join(pkgDir, 'deps'));
-  compile(plan, log);
-  mkdirSync(dirname(join(staging, ADDON_PATH)), { recursive: true });
-  copyFileSync(join(pkgDir, ADDON_PATH), join(staging, ADDON_PATH));
-  verify(log);
-  const stamp = JSON.stringify({ key: plan.key, wheel: WHEEL.file, sha256: WHEEL.sha256 }, null, 2);
-  writeFileSync(join(staging, 'deit-native.json'), stamp);
-  writeFileSync(join(pkgDir, STAMP_FILE), stamp);
-  rmSync(entry, { recursive: true, force: true });
-  renameSync(staging, entry);
+  // Per process, so that two installs building the same key at once do not write into each other.
+  const staging = `${entry}.partial-${process.pid}`;
+  const download = join(cacheRoot, `wheel-download-${process.pid}`);
+  try {
+    const wheel = downloadWheel(plan.python, download, log);
+    extract(plan.python, wheel, join(staging, 'deps'), log);
+    for (const [name, target] of Object.entries(LIBRARY_LINKS))
+      symlinkSync(target, join(staging, 'deps', 'lib', name));
+    removeBuild();
+    linkTree(join(staging, 'deps'), join(pkgDir, 'deps'));
+    compile(plan, log);
+    mkdirSync(dirname(join(staging, ADDON_PATH)), { recursive: true });
+    copyFileSync(join(pkgDir, ADDON_PATH), join(staging, ADDON_PATH));
+    verify(log);
+    const stamp = JSON.stringify({ key: plan.key, wheel: WHEEL.file, sha256: WHEEL.sha256 }, null, 2);
+    writeFileSync(join(staging, 'deit-native.json'), stamp);
+    writeFileSync(join(pkgDir, STAMP_FILE), stamp);
+    // Another install may have finished the same build meanwhile; either copy is the same build.
+    if (!existsSync(join(entry, 'deit-native.json'))) {
+      rmSync(entry, { recursive: true, force: true });
+      renameSync(staging, entry);
+    }
+  } finally {
+    // The wheel: pip's own cache keeps a copy. A failed or duplicate staging tree is ~850 MB.
+    rmSync(download, { recursive: true, force: true });
+    rmSync(staging, { recursive: true, force: true });
+  }
 }
 
 /** pip download with the pinned hash (pip's cache is used); the file is checked again here. */
-function downloadWheel(python, log) {
-  const dir = join(cacheRoot, 'wheel-download');
-  rmSync(dir, { recursive: true, force: true });
+function downloadWheel(python, dir, log) {
   mkdirSync(dir, { recursive: true });
   const requirements = join(dir, 'requirements.txt');
   writeFileSync(requirements, `${WHEEL.project}==${WHEEL.version} --hash=sha256:${WHEEL.sha256}\n`);

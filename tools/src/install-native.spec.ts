@@ -1,5 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -222,6 +230,8 @@ describe('install-native.mjs', () => {
     const log = /log: (.*\.log)\)/.exec(out.lines[0] ?? '')?.[1] ?? '';
     expect(readFileSync(log, 'utf8')).toContain('ERROR: download refused');
     expect(existsSync(join(pkgDir, 'deps'))).toBe(false);
+    // Nothing but the log is left in the cache: no partial download or staging tree.
+    expect(readdirSync(join(dir, 'cache'))).toEqual([expect.stringMatching(/^tfjs-node-.*\.log$/)]);
   });
 });
 
