@@ -94,7 +94,8 @@ export class ModelHost {
       return {
         model,
         routes: routes.map(([k]) => k),
-        aliases: routes.flatMap(([k, r]) => (r.alias !== undefined && k.includes('@') ? [r.alias] : [])),
+        // Bare names and the default model route through an alias too (`production`); each alias once.
+        aliases: [...new Set(routes.flatMap(([, r]) => (r.alias !== undefined ? [r.alias] : [])))],
       };
     });
   }
