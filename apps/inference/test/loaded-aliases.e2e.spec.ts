@@ -1,4 +1,4 @@
-import { inferenceV1Client } from '@deit-serve/proto';
+import type { inferenceV1Client } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { publishTinyDeit } from '@deit-serve/testing';
 import { mkdtempSync } from 'node:fs';
