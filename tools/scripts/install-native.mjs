@@ -7,6 +7,7 @@
 // ~/.cache/deit-serve/tfjs-node-<key> (DEIT_NATIVE_CACHE_DIR overrides the parent folder) and
 // restored by hard links on the next `npm ci`, which wipes node_modules. The decision is in
 // install-native-plan.mjs; the build's output goes to a log file named on failure.
+import { installOnnxruntimeCuda } from './install-onnxruntime-cuda.mjs';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
@@ -331,3 +332,4 @@ function readJsonOrUndefined(path) {
 }
 
 main();
+installOnnxruntimeCuda();

@@ -151,7 +151,7 @@ describe('install-native.mjs', () => {
   function scratchTree(withPackage: boolean): string {
     const dir = mkdtempSync(join(tmpdir(), 'deit-native-'));
     mkdirSync(join(dir, 'tools', 'scripts'), { recursive: true });
-    for (const file of ['install-native.mjs', 'install-native-plan.mjs']) {
+    for (const file of ['install-native.mjs', 'install-native-plan.mjs', 'install-onnxruntime-cuda.mjs']) {
       writeFileSync(
         join(dir, 'tools', 'scripts', file),
         readFileSync(join(workspaceRoot, 'tools', 'scripts', file), 'utf8'),
