@@ -7,7 +7,8 @@
 #
 # k8s.io/kubernetes replaces its 31 staging modules with ./staging, so `go install` refuses it: a
 # wrapper module requires it and replaces each staging module with the published v0.<minor>.<patch>.
-# Cold: ≈20-25 min on a busy 2-core machine (niced), ≈5 GB of Go caches; warm: a version check.
+# Cold: 87 min on a 2-core machine shared with four other jobs (load average 20-30), ≈5 GB of Go
+# caches; warm: a version check.
 # Environment: DEIT_K8S_BIN_DIR (default ~/.cache/deit-serve/k8s-bin).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -71,7 +72,7 @@ pkg=k8s.io/component-base/version
 ldflags="-s -w -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$version -X k8s.io/client-go/pkg/version.gitMajor=1"
 ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-echo "kubernetes $version: go build ${commands[*]} (niced; ≈20 min cold on 2 busy cores)" >&2
+echo "kubernetes $version: go build ${commands[*]} (niced; long when cold, see above)" >&2
 # One go build for all four: the packages they share compile once.
 GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false nice -n 19 \
   go build -trimpath -tags tools -ldflags "$ldflags" -o "$bin/" \
