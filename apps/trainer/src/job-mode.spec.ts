@@ -111,6 +111,22 @@ describe('the Job of a fine-tune, from the trainer configuration', () => {
     expect(pod.containers[0]?.env).toContainEqual({ name: 'DEIT_TRAINING_BACKEND', value: 'wasm' });
   });
 
+  it('asks for DEIT_FINETUNE_GPUS NVIDIA GPUs (request = limit), and for none by default', () => {
+    const jobFor = (env: Record<string, string>) => {
+      const config = loadConfig(trainerConfigSpec, { DEIT_TRAINER_RUNNER: 'kubernetes', ...env });
+      const store = JobStore.open(':memory:');
+      const options = kubernetesRunnerOptions(config, store, new RecordingBatchApi(), { env: {} });
+      store.close();
+      return buildFineTuneJob({ ...options.job, jobId: 'j-1', namespace: options.namespace });
+    };
+    const resources = jobFor({ DEIT_FINETUNE_GPUS: '1' }).spec.template.spec.containers[0]?.resources;
+    expect(resources?.requests?.['nvidia.com/gpu']).toBe('1');
+    expect(resources?.limits?.['nvidia.com/gpu']).toBe('1');
+    const cpuOnly = jobFor({}).spec.template.spec.containers[0]?.resources;
+    expect(cpuOnly?.requests?.['nvidia.com/gpu']).toBeUndefined();
+    expect(cpuOnly?.limits?.['nvidia.com/gpu']).toBeUndefined();
+  });
+
   it("the Job's command runs this app's run-job entry point, as the build lays it out", () => {
     // tools/scripts/build.mjs: <root>/apps/trainer/src/run-job.ts → dist/apps/trainer/src/run-job.js,
     // and docker/Dockerfile copies dist/ to /app/dist.

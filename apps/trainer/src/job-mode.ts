@@ -55,6 +55,7 @@ export function kubernetesRunnerOptions(
       env: jobEnvironment(options.env ?? process.env),
       // The wall-clock limit of a job, counted by Kubernetes across the Job's pods.
       activeDeadlineSeconds: Math.ceil(config.maxJobWallMs / 1000),
+      ...(config.finetuneGpus > 0 && { gpus: config.finetuneGpus }),
     },
   };
 }

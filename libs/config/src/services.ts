@@ -246,4 +246,10 @@ export const trainerConfigSpec = {
     'deit-finetune-work',
     'job mode: ReadWriteMany claim for checkpoints and job event files, mounted by the trainer at DEIT_TRAINER_WORK_DIR',
   ),
+  finetuneGpus: field(
+    'DEIT_FINETUNE_GPUS',
+    intInRange(0, 64),
+    0,
+    'job mode: NVIDIA GPUs each fine-tune Job requests (nvidia.com/gpu, request = limit); 0: none',
+  ),
 };
