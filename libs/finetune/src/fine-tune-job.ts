@@ -20,6 +20,7 @@ import { cosineLr, perStep, registerGradients, type BatchArray } from '@deit-ser
 import { DirectoryRegistry, type ModelRegistry } from '@deit-serve/registry';
 import {
   FINE_TUNE_JOB_KIND,
+  JobAbortedError,
   type EvalResult,
   type FineTuneJobSpec,
   type FineTuneResult,
@@ -362,8 +363,14 @@ class FineTuneRun {
     const stop = async (epochsCompleted: number, nextBatch: number): Promise<never> => {
       trainer.sync();
       await this.checkpoint(trainer, epochsCompleted, nextBatch);
+      // Only a shutdown resumes (the job goes back to the queue); a cancelled or timed-out job ends here.
+      const resumes = signal.reason instanceof JobAbortedError && signal.reason.reason === 'shutdown';
+      const at = `epoch ${epochsCompleted + 1}, batch ${nextBatch + 1}`;
       this.log(
-        `stopped (${describeReason(signal.reason)}); checkpoint written, resuming at epoch ${epochsCompleted + 1}, batch ${nextBatch + 1}`,
+        `stopped (${describeReason(signal.reason)}); checkpoint written` +
+          (resumes
+            ? `, resuming at ${at} when the trainer restarts`
+            : ` before ${at}; this job does not resume`),
       );
       throw signal.reason;
     };

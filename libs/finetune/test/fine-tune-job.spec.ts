@@ -231,6 +231,9 @@ describe('fineTuneJob', () => {
         },
       });
       await expect(job()(first.ctx)).rejects.toBeInstanceOf(JobAbortedError);
+      expect(first.recorded.logs.join('\n')).toMatch(
+        /checkpoint written, resuming at epoch 2, batch 1 when the trainer restarts/,
+      );
       expect(first.recorded.progress.map((p) => p.epoch)).toEqual([1, 1]);
       // The epoch's checkpoint, then the one written on stopping (same position).
       expect(first.recorded.checkpoints.map((c) => c.epoch)).toEqual([1, 1]);
@@ -280,6 +283,11 @@ describe('fineTuneJob', () => {
         },
       });
       await expect(run).rejects.toThrow(/job cancelled/);
+      // Nothing resumes a cancelled job: its log must not promise it.
+      expect(first.recorded.logs.join('\n')).toMatch(
+        /checkpoint written before epoch 1, batch 2; this job does not resume/,
+      );
+      expect(first.recorded.logs.join('\n')).not.toMatch(/resuming/);
       expect(first.recorded.checkpoints.map((c) => c.epoch)).toEqual([0]);
 
       const second = context(s, { workDir, resumeFrom: first.recorded.checkpoints[0] });

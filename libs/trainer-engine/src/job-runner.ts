@@ -405,16 +405,20 @@ export class JobRunner {
     const final = active.final;
     if (final?.type === 'done') {
       store.transition(id, 'SUCCEEDED', { ...guard, result: final.result });
+      this.logger.log(`job ${id} succeeded`);
       return;
     }
     const checkpoint = store.latestCheckpoint(id);
     const at = checkpoint ? `; last checkpoint: epoch ${checkpoint.epoch}` : '';
     if (state === 'CANCELLING') {
       store.transition(id, 'CANCELLED', { ...guard, message: `cancelled${at}` });
+      this.logger.log(`job ${id} cancelled${at}`);
       return;
     }
     if (active.abort === 'timeout') {
-      store.transition(id, 'FAILED', { ...guard, error: this.wallTimeError(checkpoint?.epoch) });
+      const error = this.wallTimeError(checkpoint?.epoch);
+      store.transition(id, 'FAILED', { ...guard, error });
+      this.logger.warn(`job ${id} failed: ${error}`);
       return;
     }
     if (this.stopping) {
@@ -422,6 +426,7 @@ export class JobRunner {
         ...guard,
         message: `trainer shutting down; will resume${at || ' from the start'}`,
       });
+      this.logger.log(`job ${id} stopped for the shutdown; re-queued${at}`);
       return;
     }
     const error =
@@ -441,15 +446,15 @@ export class JobRunner {
         this.logger.warn(`job ${id}: ${retryCause(error)}; re-queued (retry ${retries + 1})`);
         return;
       }
-      store.transition(id, 'FAILED', {
-        ...guard,
-        error:
-          `${retryCause(error)}; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} ` +
-          `(${this.maxRetries} retr${this.maxRetries === 1 ? 'y' : 'ies'} allowed: DEIT_JOB_MAX_RETRIES)`,
-      });
+      const gaveUp =
+        `${retryCause(error)}; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} ` +
+        `(${this.maxRetries} retr${this.maxRetries === 1 ? 'y' : 'ies'} allowed: DEIT_JOB_MAX_RETRIES)`;
+      store.transition(id, 'FAILED', { ...guard, error: gaveUp });
+      this.logger.warn(`job ${id} failed: ${gaveUp}`);
       return;
     }
     store.transition(id, 'FAILED', { ...guard, error });
+    this.logger.warn(`job ${id} failed: ${error.split('\n')[0] ?? error}`);
   }
 
   /** Stops the job (it checkpoints) once its wall time is up. */

@@ -124,6 +124,29 @@ describe('JobRunner', () => {
     expect(() => r.cancel(id)).toThrow(FailedPreconditionError);
   });
 
+  it('logs how each job ended: succeeded, cancelled, failed', async () => {
+    const lines: string[] = [];
+    const logger = {
+      log: (m: string) => lines.push(m),
+      warn: (m: string) => lines.push(m),
+      error: () => undefined,
+    };
+    const done = fake({ epochs: 1, epochMs: 50 });
+    const cancelled = fake({ epochs: 50, epochMs: 200 });
+    const failed = fake({ epochs: 3, epochMs: 50, failAtEpoch: 1 });
+    const r = runner({ maxConcurrentJobs: 3, logger });
+    await ended(done);
+    await waitFor('the first checkpoint', () => store.latestCheckpoint(cancelled));
+    r.cancel(cancelled);
+    await ended(cancelled);
+    await ended(failed);
+    expect(lines).toContain(`job ${done} succeeded`);
+    expect(lines).toContainEqual(
+      expect.stringMatching(new RegExp(`^job ${cancelled} cancelled; last checkpoint: epoch \\d+$`)),
+    );
+    expect(lines).toContain(`job ${failed} failed: fake failure in epoch 1`);
+  });
+
   it('cancels a queued job directly, without starting it', async () => {
     const running = fake({ epochs: 50, epochMs: 200 });
     const waiting = fake();
