@@ -69,7 +69,8 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
               },
               watch: { mode: config.registryWatch, pollIntervalMs: config.registryPollMs },
               logger,
-              onBatch: (model, size) => metrics.batchSize.observe({ model: model.name }, size),
+              onBatch: (model, size) =>
+                metrics.batchSize.observe({ model: model.name, version: String(model.version) }, size),
               onLoaded: (model) => {
                 metrics.loadedVersions.set({ model: model.name, version: String(model.version) }, 1);
                 metrics.loads.inc({ model: model.name, outcome: 'ok' });

@@ -300,13 +300,17 @@ describe('inference API end to end', () => {
     ).toBeGreaterThan(0);
     expect(sample(text, 'deit_request_duration_seconds_count', { method: 'Classify' })).toBeGreaterThan(0);
     for (const name of ['queue', 'compute', 'preprocess']) {
-      expect(sample(text, `deit_request_${name}_seconds_count`, { model: 'tiny' })).toBeGreaterThan(0);
       expect(
-        sample(text, `deit_request_${name}_seconds_bucket`, { model: 'tiny', le: '+Inf' }),
+        sample(text, `deit_request_${name}_seconds_count`, { model: 'tiny', version: '1' }),
+      ).toBeGreaterThan(0);
+      expect(
+        sample(text, `deit_request_${name}_seconds_bucket`, { model: 'tiny', version: '1', le: '+Inf' }),
       ).toBeGreaterThan(0);
     }
-    expect(sample(text, 'deit_batch_size_count', { model: 'tiny' })).toBeGreaterThan(0);
-    expect(sample(text, 'deit_head_disagreement_kl_count', { model: 'tiny' })).toBeGreaterThan(0);
+    expect(sample(text, 'deit_batch_size_count', { model: 'tiny', version: '1' })).toBeGreaterThan(0);
+    expect(sample(text, 'deit_head_disagreement_kl_count', { model: 'tiny', version: '1' })).toBeGreaterThan(
+      0,
+    );
     expect(sample(text, 'deit_model_loaded', { model: 'tiny', version: '1' })).toBe(1);
     expect(sample(text, 'deit_model_loads_total', { model: 'tiny', outcome: 'ok' })).toBeGreaterThan(0);
     expect(sample(text, 'process_resident_memory_bytes')).toBeGreaterThan(10 * 1024 * 1024);

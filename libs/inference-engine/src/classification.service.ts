@@ -123,7 +123,7 @@ export class ClassificationService {
     computeMs: number,
     d: ReturnType<typeof disagreement> | undefined,
   ): void {
-    const labels = { model: model.name };
+    const labels = { model: model.name, version: String(model.version) };
     this.metrics.preprocessSeconds.observe(labels, preprocessMs / 1000);
     this.metrics.queueSeconds.observe(labels, queueMs / 1000);
     this.metrics.computeSeconds.observe(labels, computeMs / 1000);

@@ -19,21 +19,21 @@ export class InferenceMetrics {
   readonly queueSeconds = new Histogram({
     name: 'deit_request_queue_seconds',
     help: 'Time a request waited in the dynamic batcher',
-    labelNames: ['model'] as const,
+    labelNames: ['model', 'version'] as const,
     buckets: LATENCY_BUCKETS_S,
     registers: [this.registry],
   });
   readonly computeSeconds = new Histogram({
     name: 'deit_request_compute_seconds',
     help: 'Forward pass time of the batch a request was part of',
-    labelNames: ['model'] as const,
+    labelNames: ['model', 'version'] as const,
     buckets: LATENCY_BUCKETS_S,
     registers: [this.registry],
   });
   readonly preprocessSeconds = new Histogram({
     name: 'deit_request_preprocess_seconds',
     help: 'Decoding and preprocessing time of a request',
-    labelNames: ['model'] as const,
+    labelNames: ['model', 'version'] as const,
     buckets: LATENCY_BUCKETS_S,
     registers: [this.registry],
   });
@@ -47,21 +47,21 @@ export class InferenceMetrics {
   readonly batchSize = new Histogram({
     name: 'deit_batch_size',
     help: 'Executed batch sizes (inferences / executions)',
-    labelNames: ['model'] as const,
+    labelNames: ['model', 'version'] as const,
     buckets: [1, 2, 4, 8, 16, 32, 64, 128],
     registers: [this.registry],
   });
   readonly headKl = new Histogram({
     name: 'deit_head_disagreement_kl',
     help: 'KL(p_cls || p_dist) per request: a drift / out-of-distribution signal',
-    labelNames: ['model'] as const,
+    labelNames: ['model', 'version'] as const,
     buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
     registers: [this.registry],
   });
   readonly headTop1Mismatch = new Counter({
     name: 'deit_head_top1_mismatch_total',
     help: 'Requests whose CLS and DIST heads chose different classes',
-    labelNames: ['model'] as const,
+    labelNames: ['model', 'version'] as const,
     registers: [this.registry],
   });
   readonly loadedVersions = new Gauge({
