@@ -69,28 +69,23 @@ go_tool() { # name module version
 step "install tools into $tools"
 go_tool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 go_tool k6 go.k6.io/k6 "$K6_VERSION"
-# grpcurl built by `go install` reports "dev build"; its module version is in the build info.
-grpcurl_version() { go version -m "$bin/grpcurl" 2>/dev/null | awk '$1 == "mod" { print $3 }'; }
-if [ -x "$bin/grpcurl" ] && [ "$(grpcurl_version)" = "$GRPCURL_VERSION" ]; then
-  echo "grpcurl $GRPCURL_VERSION: cached in $bin"
-else
-  echo "grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
-  t=$SECONDS
-  GOBIN="$bin" GOTOOLCHAIN=local go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
-  echo "grpcurl: built in $((SECONDS - t))s"
-  [ "$(grpcurl_version)" = "$GRPCURL_VERSION" ] || { echo "grpcurl: built, but not $GRPCURL_VERSION" >&2; exit 1; }
-fi
-# kubeconform built by `go install` reports "development"; its module version is in the build info.
-kubeconform_version() { go version -m "$bin/kubeconform" 2>/dev/null | awk '$1 == "mod" { print $3 }'; }
-if [ -x "$bin/kubeconform" ] && [ "$(kubeconform_version)" = "$KUBECONFORM_VERSION" ]; then
-  echo "kubeconform $KUBECONFORM_VERSION: cached in $bin"
-else
-  echo "kubeconform: go install github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
-  t=$SECONDS
-  GOBIN="$bin" GOTOOLCHAIN=local go install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
-  echo "kubeconform: built in $((SECONDS - t))s"
-  [ "$(kubeconform_version)" = "$KUBECONFORM_VERSION" ] || { echo "kubeconform: built, but not $KUBECONFORM_VERSION" >&2; exit 1; }
-fi
+# Tools whose `go install` build reports no release version ("dev build", "development"): the module
+# version recorded in the binary's build info is checked instead.
+go_module_tool() { # name module version
+  local name=$1 module=$2 version=$3
+  built_version() { go version -m "$bin/$name" 2>/dev/null | awk '$1 == "mod" { print $3 }'; }
+  if [ -x "$bin/$name" ] && [ "$(built_version)" = "$version" ]; then
+    echo "$name $version: cached in $bin"
+    return
+  fi
+  echo "$name: go install $module@$version"
+  local t=$SECONDS
+  GOBIN="$bin" GOTOOLCHAIN=local go install "$module@$version"
+  echo "$name: built in $((SECONDS - t))s"
+  [ "$(built_version)" = "$version" ] || { echo "$name: built, but not $version" >&2; exit 1; }
+}
+go_module_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION"
+go_module_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
 lint_sources="$(cat deploy/dockerfile-lint/go.mod deploy/dockerfile-lint/go.sum deploy/dockerfile-lint/*.go | sha256sum | cut -d' ' -f1)"
 if [ -x "$bin/dockerfile-lint" ] && [ "$(cat "$bin/.dockerfile-lint.sha256" 2>/dev/null)" = "$lint_sources" ]; then
   echo "dockerfile-lint: cached in $bin"
