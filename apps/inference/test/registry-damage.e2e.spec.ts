@@ -1,3 +1,4 @@
+import type { Fallback } from '@deit-serve/inference-engine';
 import { status } from '@grpc/grpc-js';
 import { freePort } from '@deit-serve/grpc-server';
 import { type inferenceV1Client } from '@deit-serve/proto';
@@ -25,15 +26,6 @@ const SPAWNED_TEST_TIMEOUT_MS = 150_000;
 /** After a repair the next rescan (poll 100 ms) reloads the version: well within this. */
 const RECOVER_WITHIN_MS = 15_000;
 
-interface FallbackDetail {
-  route: string;
-  model: string;
-  alias: string;
-  wantedVersion: number | null;
-  servingVersion: number;
-  reason: string;
-}
-
 /** Flips one byte near the end of a file (same size, different sha256); returns the original bytes. */
 function corrupt(file: string): Buffer {
   const original = readFileSync(file);
@@ -43,10 +35,10 @@ function corrupt(file: string): Buffer {
   return original;
 }
 
-async function health(metricsUrl: string): Promise<{ status: string; fallbacks: FallbackDetail[] }> {
+async function health(metricsUrl: string): Promise<{ status: string; fallbacks: Fallback[] }> {
   const res = await fetch(metricsUrl.replace(/\/metrics$/, '/health'));
   expect(res.status).toBe(200);
-  return (await res.json()) as { status: string; fallbacks: FallbackDetail[] };
+  return (await res.json()) as { status: string; fallbacks: Fallback[] };
 }
 
 const fallbackGauge = (text: string, wanted: string, serving: string) =>
