@@ -10,6 +10,7 @@ export {
   PathNotAllowedError,
   PathSandbox,
   pathSyntaxProblem,
+  type PathSandboxConfig,
   specPaths,
   type PathDenial,
   type PathVerdict,

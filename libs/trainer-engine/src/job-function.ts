@@ -57,6 +57,11 @@ export interface JobContext<Spec = unknown> {
   readonly attempt: number;
   /** Aborted with a {@link JobAbortedError} when the job must stop. */
   readonly signal: AbortSignal;
+  /**
+   * The configuration registered with the job kind ({@link JobKind.config}), as JSON: a worker process
+   * gets the service's settings from it rather than from its environment.
+   */
+  readonly config?: unknown;
   readonly report: JobReporter;
 }
 
@@ -69,6 +74,8 @@ export interface JobKind {
   readonly module: string;
   /** Default: `default`. */
   readonly export?: string;
+  /** Handed to the function as `ctx.config` (sent to the worker as JSON). */
+  readonly config?: unknown;
 }
 
 /** Job kind name (as stored on each job) → its function. The trainer registers `fine-tune`. */

@@ -337,6 +337,7 @@ export class JobRunner {
       workDir,
       ...(resumeFrom && { resumeFrom }),
       attempt: job.attempts,
+      ...(kind.config !== undefined && { config: kind.config }),
     });
   }
 

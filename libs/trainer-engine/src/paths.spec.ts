@@ -169,6 +169,14 @@ describe('PathSandbox', () => {
     expect(await relativeRoots.contains('data/escape.onnx')).toBe(false);
   });
 
+  it('travels as JSON: the copy has the same roots and working directory, and the same verdicts', async () => {
+    const relativeRoots = new PathSandbox(['data'], base);
+    const copy = PathSandbox.fromConfig(JSON.parse(JSON.stringify(relativeRoots.config)));
+    expect(copy.config).toEqual({ roots: [root], cwd: base });
+    expect(await copy.contains('data/model.onnx')).toBe(true);
+    expect(await copy.contains('outside/secret.onnx')).toBe(false);
+  });
+
   it('needs at least one root', () => {
     expect(() => new PathSandbox([])).toThrow(RangeError);
   });

@@ -73,6 +73,14 @@ export type PathVerdict =
   | { readonly allowed: true; readonly resolved: string }
   | { readonly allowed: false; readonly resolved: string; readonly problem: string };
 
+/** What a {@link PathSandbox} is made of, as JSON: how it travels to a job's worker process. */
+export interface PathSandboxConfig {
+  /** Absolute. */
+  readonly roots: readonly string[];
+  /** Requested paths that are relative are taken against it. */
+  readonly cwd: string;
+}
+
 /**
  * The data roots of a trainer. Roots are resolved (symlinks included) at every check, so a root that
  * is created or re-pointed later is honoured; one that does not exist contains nothing.
@@ -90,6 +98,15 @@ export class PathSandbox {
     if (roots.length === 0) throw new RangeError('a path sandbox needs at least one root');
     this.roots = roots.map((root) => resolve(cwd, root));
     this.files = new FileAccess(this.roots, cwd);
+  }
+
+  /** The sandbox `config` describes, in another process: same roots, same working directory. */
+  static fromConfig(config: PathSandboxConfig): PathSandbox {
+    return new PathSandbox(config.roots, config.cwd);
+  }
+
+  get config(): PathSandboxConfig {
+    return { roots: [...this.roots], cwd: this.cwd };
   }
 
   /** Where `path` really leads, and whether that is inside a root. */

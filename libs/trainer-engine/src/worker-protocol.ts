@@ -12,6 +12,8 @@ export type RunnerMessage =
       readonly workDir: string;
       readonly resumeFrom?: ResumePoint;
       readonly attempt: number;
+      /** The job kind's configuration (JobKind.config). */
+      readonly config?: unknown;
     }
   | { readonly type: 'abort'; readonly reason: JobAbortReason }
   | { readonly type: 'checkpoint-recorded'; readonly id: number };

@@ -38,6 +38,7 @@ async function run(start: Extract<RunnerMessage, { type: 'start' }>): Promise<vo
       workDir: start.workDir,
       ...(start.resumeFrom && { resumeFrom: start.resumeFrom }),
       attempt: start.attempt,
+      ...(start.config !== undefined && { config: start.config }),
       signal: controller.signal,
       report: {
         progress: (progress) => void send({ type: 'progress', progress }),

@@ -94,6 +94,21 @@ describe('JobRunner', () => {
     expect(new Set(progressEpochs)).toEqual(new Set([1, 2, 3]));
   });
 
+  it("hands the worker its job kind's configuration as ctx.config, and none to a kind without one", async () => {
+    const config = { sandbox: { roots: ['/data'], cwd: '/srv' }, limit: 3 };
+    const module = FAKE_KINDS['fake']?.module ?? '';
+    runner({
+      kinds: {
+        configured: { module, export: 'configEchoJob', config },
+        bare: { module, export: 'configEchoJob' },
+      },
+    });
+    const configured = store.create({ kind: 'configured', spec: {} }).job.id;
+    const bare = store.create({ kind: 'bare', spec: {} }).job.id;
+    expect((await ended(configured)).result).toEqual({ config, sawConfig: true });
+    expect((await ended(bare)).result).toEqual({ config: null, sawConfig: false });
+  });
+
   it('runs at most maxConcurrentJobs at once; the others wait queued', async () => {
     const ids = [fake(), fake(), fake()];
     let most = 0;
