@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join, relative } from 'node:path';
 import swcModule from 'unplugin-swc';
 import { defineConfig, type ViteUserConfig } from 'vitest/config';
 
@@ -48,7 +48,15 @@ export function projectTestConfig(
       environment: 'node',
       // Per-project JSON reports at the workspace root: tools/scripts/test.mjs sums them for CI.
       reporters: ['default', 'json'],
-      outputFile: { json: join(workspaceRoot, 'reports', 'vitest', `${basename(projectRoot)}.json`) },
+      // Named by the project's path: apps/zoo and libs/zoo share a folder name.
+      outputFile: {
+        json: join(
+          workspaceRoot,
+          'reports',
+          'vitest',
+          `${relative(workspaceRoot, projectRoot).replaceAll('/', '-')}.json`,
+        ),
+      },
       pool: 'forks',
       testTimeout: overrides.testTimeout ?? 30_000,
       hookTimeout: 60_000,

@@ -3,7 +3,7 @@
 //
 //   node bench/zoo-pilot/pilot.mjs NAME EPOCHS '{"optimization":{"lr":2e-3}}' [--stage hard] [--local]
 //
-// Trains the zoo's student recipe (libs/finetune zoo.ts `zooStudentSpec`) with the given overrides
+// Trains the zoo's student recipe (libs/zoo `zooStudentSpec`) with the given overrides
 // merged in, on 90% of the 60k training images, and prints top-1 per head on the other 10% (a
 // stratified split, seed 0). Publishes into a scratch registry under var/zoo-pilot/ (the teacher is
 // copied there from ./registry), so nothing the project serves changes. Needs `npm run build` first.
@@ -16,7 +16,8 @@ import { join } from 'node:path';
 const root = join(import.meta.dirname, '..', '..');
 const require = createRequire(join(root, 'package.json'));
 const dist = (p) => require(join(root, 'dist', p));
-const { zooStudentSpec, createFineTuneJob, ZOO_MODELS } = dist('libs/finetune/src/index.js');
+const { createFineTuneJob } = dist('libs/finetune/src/index.js');
+const { zooStudentSpec, ZOO_MODELS } = dist('libs/zoo/src/index.js');
 const { validateFineTuneSpec } = dist('libs/trainer-engine/src/index.js');
 const { DirectoryRegistry } = dist('libs/registry/src/index.js');
 const { FASHION_MNIST_DIR } = dist('libs/datasets/src/index.js');

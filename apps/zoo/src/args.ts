@@ -1,4 +1,4 @@
-import { ZOO_STAGES, type ZooStage } from '@deit-serve/finetune';
+import { ZOO_STAGES, type ZooStage } from '@deit-serve/zoo';
 
 export interface ZooArgs {
   /** Training stages to run (in the zoo's order); empty with `evaluateOnly`. */

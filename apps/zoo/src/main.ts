@@ -1,13 +1,14 @@
 /**
- * `npm run zoo`: trains, publishes and evaluates the default models (see @deit-serve/finetune zoo).
+ * `npm run zoo`: trains, publishes and evaluates the default models (see @deit-serve/zoo).
  * Ctrl-C stops at the next step with a checkpoint; the next run resumes.
  */
 import { writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { FASHION_MNIST_DIR, loadFashionMnist } from '@deit-serve/datasets';
-import { evaluateZoo, gitCommit, renderResultsMarkdown, runZoo } from '@deit-serve/finetune';
+import { gitCommit } from '@deit-serve/finetune';
 import { DirectoryRegistry } from '@deit-serve/registry';
+import { evaluateZoo, renderResultsMarkdown, runZoo } from '@deit-serve/zoo';
 import { parseZooArgs, ZOO_USAGE } from './args';
 
 function machine(): string {

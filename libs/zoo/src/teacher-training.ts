@@ -26,6 +26,20 @@ import {
   type ImageDataset,
 } from '@deit-serve/datasets';
 import {
+  AccuracyCounter,
+  CHECKPOINT_FORMAT,
+  optimizerSnapshot,
+  pruneCheckpoints,
+  readCheckpoint,
+  renderCurvesPng,
+  restoreOptimizer,
+  top1Of,
+  writeCheckpoint,
+  writeFileAtomic,
+  type CheckpointState,
+  type TrainingHistory,
+} from '@deit-serve/finetune';
+import {
   createRegNet,
   describeBackend,
   getRegNetPreset,
@@ -38,6 +52,10 @@ import {
   type RegNetConfig,
   type RegNetPresetName,
 } from '@deit-serve/model';
+import { packageModel } from '@deit-serve/packaging';
+import type { PublishRequest } from '@deit-serve/registry';
+import { OnnxModelSession } from '@deit-serve/runtime';
+import type { EvalResult } from '@deit-serve/trainer-engine';
 import {
   assignHost,
   cosineLr,
@@ -50,24 +68,7 @@ import {
   type AdamW,
   type HostBatch,
   type RegNetTaskOptions,
-} from '@deit-serve/model/train';
-import { packageModel } from '@deit-serve/packaging';
-import type { PublishRequest } from '@deit-serve/registry';
-import { OnnxModelSession } from '@deit-serve/runtime';
-import type { EvalResult } from '@deit-serve/trainer-engine';
-import {
-  CHECKPOINT_FORMAT,
-  optimizerSnapshot,
-  pruneCheckpoints,
-  readCheckpoint,
-  restoreOptimizer,
-  writeCheckpoint,
-  writeFileAtomic,
-  type CheckpointState,
-  type TrainingHistory,
-} from './checkpoint';
-import { renderCurvesPng } from './curves';
-import { AccuracyCounter, top1Of } from './evaluate';
+} from '@deit-serve/training';
 
 export interface TeacherTrainingSpec {
   readonly preset: RegNetPresetName;

@@ -26,6 +26,7 @@ import {
   loadFashionMnist,
   type ImageDataset,
 } from '@deit-serve/datasets';
+import { AccuracyCounter, createFineTuneJob, gitCommit, readCheckpoint } from '@deit-serve/finetune';
 import { readOnnxWeights } from '@deit-serve/model';
 import { trainerV1 } from '@deit-serve/proto';
 import type { ModelRegistry, VersionInfo } from '@deit-serve/registry';
@@ -36,10 +37,6 @@ import {
   type FineTuneResult,
   type JobContext,
 } from '@deit-serve/trainer-engine';
-import { readCheckpoint } from './checkpoint';
-import { AccuracyCounter } from './evaluate';
-import { createFineTuneJob } from './fine-tune-job';
-import { gitCommit } from './lineage';
 import {
   latestCheckpointPath,
   packageTeacher,

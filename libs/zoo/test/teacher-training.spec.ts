@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadFashionMnist, type ImageDataset } from '@deit-serve/datasets';
 import { nativeBuildInstalled } from '@deit-serve/model/testing';
+import { writeFashionMnist } from '@deit-serve/finetune/testing';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -13,7 +14,6 @@ import {
   trainTeacher,
   type TeacherTrainingSpec,
 } from '../src';
-import { writeFashionMnist } from './fixtures/fine-tune-fixtures';
 
 // Synthetic Fashion-MNIST-format data: ten distinct patterns, so a few steps already learn something.
 const SPEC: TeacherTrainingSpec = {

@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadFashionMnist } from '@deit-serve/datasets';
+import { writeFashionMnist } from '@deit-serve/finetune/testing';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -22,7 +23,6 @@ import {
   type ZooPlan,
   type ZooResults,
 } from '../src';
-import { writeFashionMnist } from './fixtures/fine-tune-fixtures';
 
 // The real recipes at a toy budget: same code path, seconds instead of hours.
 const PLAN: ZooPlan = {
