@@ -1,19 +1,29 @@
 #!/usr/bin/env node
-// Runs the README's shell blocks as written, in order, in one bash session at the repository root,
-// the way a user following the README would: `npm start` lines start the services in the background
-// (stopping the ones started before, as a user's Ctrl-C would) and wait until both listen; every other
-// command must exit 0, and some must print what the README says they do. A command the README gains
-// without being listed below (run, or not run with a reason) fails the run, so a README example cannot
-// break without CI failing. CI runs this (.ci/run): `node tools/scripts/readme-commands.mjs`.
+// Runs the shell blocks of README.md and then of docs/*.md (by name) as written, in order, in one bash
+// session at the repository root, the way a user following them would: `npm start` lines start the
+// services in the background (stopping the ones started before, as a user's Ctrl-C would) and wait until
+// both listen; every other command must exit 0, and some must print what the page says they do. A
+// command the pages gain without being listed below (run, or not run with a reason) fails the run, so an
+// example cannot break without CI failing. CI runs this (.ci/run): `node tools/scripts/readme-commands.mjs`;
+// `--list` only checks that list against the pages and prints what a run would do with each command.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
 
+/** The pages whose shell blocks are run, in this order: the README, then its reference pages. */
+const PAGES = [
+  'README.md',
+  ...readdirSync(join(root, 'docs'))
+    .filter((name) => name.endsWith('.md'))
+    .sort()
+    .map((name) => `docs/${name}`),
+];
+
 /**
- * Every command of the README but `npm start` lines: `expect` (an extended regular expression, case
+ * Every command of those pages but `npm start` lines: `expect` (an extended regular expression, case
  * ignored, that a line of its output must match) or
  * `skip` (why it is not run here; each is run by CI itself, or needs what this machine lacks).
  */
@@ -68,13 +78,13 @@ const COMMANDS = new Map([
   ],
 ]);
 
-/** What the README's commands create at the root: a user's own copy is never overwritten. */
+/** What the pages' commands create at the root: a user's own copy is never overwritten. */
 const CREATED = ['tokens.json', 'var/tls'];
 
 /** Seconds `npm start` (build, model load) may take before both services listen. */
 const START_TIMEOUT_S = 240;
 
-/** The README's ```sh blocks: continuation lines joined, comments and blank lines dropped. */
+/** A page's ```sh blocks: continuation lines joined, comments and blank lines dropped. */
 function readmeCommands(text) {
   const commands = [];
   let inBlock = false;
@@ -105,22 +115,43 @@ function readmeCommands(text) {
 const isStart = (command) => /^(?:[A-Z_][A-Z0-9_]*=\S+\s+)*npm start$/.test(command);
 const quote = (text) => `'${text.replace(/'/g, `'\\''`)}'`;
 
-const commands = readmeCommands(readFileSync(join(root, 'README.md'), 'utf8'));
+const pageCommands = PAGES.map((page) => ({
+  page,
+  commands: readmeCommands(readFileSync(join(root, page), 'utf8')),
+}));
+const commands = pageCommands.flatMap((p) => p.commands);
 const unknown = commands.filter((c) => !COMMANDS.has(c) && !isStart(c));
 if (unknown.length > 0) {
   console.error(
-    `readme: commands in README.md that tools/scripts/readme-commands.mjs does not know (add each, run or skipped with a reason):\n  ${unknown.join('\n  ')}`,
+    `readme: commands in ${PAGES.join(', ')} that tools/scripts/readme-commands.mjs does not know (add each, run or skipped with a reason):\n  ${unknown.join('\n  ')}`,
   );
   process.exit(1);
 }
 const stale = [...COMMANDS.keys()].filter((c) => !commands.includes(c));
 if (stale.length > 0) {
-  console.error(`readme: listed here but no longer in README.md (remove them):\n  ${stale.join('\n  ')}`);
+  console.error(
+    `readme: listed here but in none of ${PAGES.join(', ')} (remove them):\n  ${stale.join('\n  ')}`,
+  );
   process.exit(1);
+}
+if (process.argv.includes('--list')) {
+  for (const { page, commands: listed } of pageCommands) {
+    for (const command of listed) {
+      const { skip, expect } = COMMANDS.get(command) ?? {};
+      const plan =
+        isStart(command) && !skip
+          ? 'start'
+          : skip
+            ? `not run: ${skip}`
+            : `run${expect ? `, expect /${expect}/` : ''}`;
+      console.log(`${page}: ${command}\n    ${plan}`);
+    }
+  }
+  process.exit(0);
 }
 for (const path of CREATED) {
   if (existsSync(join(root, path))) {
-    console.error(`readme: ${path} exists, and the README's commands create it: move it away first`);
+    console.error(`readme: ${path} exists, and the documented commands create it: move it away first`);
     process.exit(2);
   }
 }
