@@ -25,22 +25,18 @@ import {
   REGNET_PRESETS,
   type RegNetPresetName,
 } from '../../libs/model/src/regnet/presets';
-import { DataParallelTrainer } from '../../libs/model/src/train/data-parallel/trainer';
-import {
-  createTrainTask,
-  DEIT_TASK_MODULE,
-  type DeitTaskOptions,
-} from '../../libs/model/src/train/deit-task';
-import { accumulateGradients } from '../../libs/model/src/train/gradients';
-import { LocalTrainer } from '../../libs/model/src/train/local-trainer';
+import { DataParallelTrainer } from '../../libs/training/src/data-parallel/trainer';
+import { createTrainTask, DEIT_TASK_MODULE, type DeitTaskOptions } from '../../libs/training/src/deit-task';
+import { accumulateGradients } from '../../libs/training/src/gradients';
+import { LocalTrainer } from '../../libs/training/src/local-trainer';
 import {
   createTrainTask as createRegNetTrainTask,
   REGNET_TASK_MODULE,
   type RegNetTaskOptions,
-} from '../../libs/model/src/train/regnet-task';
-import { threadCpuMs, wasmHeapBytes } from '../../libs/model/src/train/resources';
-import { registerGradients } from '../../libs/model/src/train/register-gradients';
-import type { HostBatch, TrainTask } from '../../libs/model/src/train/task';
+} from '../../libs/training/src/regnet-task';
+import { threadCpuMs, wasmHeapBytes } from '../../libs/training/src/resources';
+import { registerGradients } from '../../libs/training/src/register-gradients';
+import type { HostBatch, TrainTask } from '../../libs/training/src/task';
 
 type Stack = 'tfjs-local' | 'tfjs-dp' | 'torch';
 

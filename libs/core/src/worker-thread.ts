@@ -1,39 +1,29 @@
 /**
  * Starts a worker_thread on a module of a library (the data-parallel trainer's workers, the
- * inference runtime's onnxruntime thread). Built code (.js) starts directly. Under the
- * test runner or a bench the sources are TypeScript, which Node 20 cannot load, and vitest's
- * transform does not reach worker threads; there the worker first installs a require hook that
- * compiles .ts files with @swc/core (a dev dependency, only needed in that case).
+ * inference runtime's onnxruntime thread). Built code (.js) starts directly: the build has rewritten
+ * the `@deit-serve/*` aliases to relative paths. Under the test runner or a bench the sources are
+ * TypeScript, which Node 20 cannot load, and vitest's transform does not reach worker threads; there
+ * the worker first loads the workspace's tools/test-support/register-ts.cjs, which compiles .ts files
+ * with @swc/core (a dev dependency, only needed in that case) and resolves the aliases, so a worker
+ * module may import other libraries (the training library's worker imports the model library).
  */
-import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 // Runs as a CommonJS script inside the new thread (Worker `eval` mode).
 const TS_BOOTSTRAP = `
 const { workerData } = require('node:worker_threads');
-const Module = require('node:module');
-const fs = require('node:fs');
-const swc = require(workerData.__swcCore);
-const compile = (module, filename) => {
-  const { code } = swc.transformSync(fs.readFileSync(filename, 'utf8'), {
-    filename,
-    sourceMaps: 'inline',
-    jsc: { parser: { syntax: 'typescript' }, target: 'es2022', keepClassNames: true },
-    module: { type: 'commonjs', ignoreDynamic: true },
-  });
-  module._compile(code, filename);
-};
-Module._extensions['.ts'] = compile;
-Module._extensions['.mts'] = compile;
+require(workerData.__registerTs);
 require(workerData.__entry);
 `;
 
 export function spawnModuleWorker(entry: string, workerData: object): Worker {
   if (!/\.[mc]?ts$/.test(entry)) return new Worker(entry, { workerData });
-  const swcCore = createRequire(__filename).resolve('@swc/core');
+  // A .ts entry only exists in the workspace, where this file is libs/core/src/worker-thread.ts.
+  const registerTs = join(__dirname, '..', '..', '..', 'tools', 'test-support', 'register-ts.cjs');
   return new Worker(TS_BOOTSTRAP, {
     eval: true,
-    workerData: { ...workerData, __entry: entry, __swcCore: swcCore },
+    workerData: { ...workerData, __entry: entry, __registerTs: registerTs },
   });
 }
 

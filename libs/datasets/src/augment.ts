@@ -1,4 +1,5 @@
-import { InvalidArgumentError, type Rng } from '@deit-serve/core';
+import { InvalidArgumentError } from '@deit-serve/core';
+import type { Rng } from './rng';
 
 /**
  * Training augmentations with timm's semantics (`transforms_imagenet_train`, `RandomErasing`,

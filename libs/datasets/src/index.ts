@@ -84,4 +84,4 @@ export {
   type TrainBatch,
   type TrainBatchOptions,
 } from './batches';
-export { STREAMS } from './rng';
+export { Rng, STREAMS } from './rng';

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostTensor } from '@deit-serve/model';
-import { AdamW } from '@deit-serve/model/train';
+import { AdamW } from '@deit-serve/training';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   CHECKPOINT_FORMAT,

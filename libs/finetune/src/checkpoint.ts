@@ -9,7 +9,7 @@
 import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostTensor, readSafetensors, writeSafetensors, type NamedWeights } from '@deit-serve/model';
-import type { AdamW } from '@deit-serve/model/train';
+import type { AdamW } from '@deit-serve/training';
 import type { EvalResult } from '@deit-serve/trainer-engine';
 
 export const CHECKPOINT_FORMAT = 1;

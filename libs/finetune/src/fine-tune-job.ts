@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
 import { batchCount, trainBatches, type BatchInputSpec } from '@deit-serve/datasets';
 import { deriveSeed, initBackend, writeSafetensors, type BackendName } from '@deit-serve/model';
-import { cosineLr, perStep, registerGradients, type BatchArray } from '@deit-serve/model/train';
+import { cosineLr, perStep, registerGradients, type BatchArray } from '@deit-serve/training';
 import { DirectoryRegistry, type ModelRegistry } from '@deit-serve/registry';
 import {
   FINE_TUNE_JOB_KIND,

@@ -1,5 +1,5 @@
 import type { DeiT } from '@deit-serve/model';
-import { AdamW } from '@deit-serve/model/train';
+import { AdamW } from '@deit-serve/training';
 import { describe, expect, it } from 'vitest';
 import { optimizerSnapshot } from './checkpoint';
 import { PROBE, ProbingTrainer } from './student-trainer';

@@ -18,7 +18,7 @@ import {
   type AdamW,
   type AdamWOptions,
   type HostBatch,
-} from '@deit-serve/model/train';
+} from '@deit-serve/training';
 import { optimizerSnapshot, restoreOptimizer, type OptimizerState } from './checkpoint';
 import { createTrainTask, FINE_TUNE_TASK_MODULE, type FineTuneTaskOptions } from './train-task';
 

@@ -12,7 +12,7 @@ import {
   type DeitTrainTask,
   type DistillationLossOptions,
   type TaskContext,
-} from '@deit-serve/model/train';
+} from '@deit-serve/training';
 import type { TrainableScope } from '@deit-serve/trainer-engine';
 
 export interface FineTuneTaskOptions {

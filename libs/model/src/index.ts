@@ -4,4 +4,4 @@ export * from './weights/validate';
 export * from './onnx';
 export * from './deit';
 export * from './regnet';
-export { describeBackend, initBackend, wasmDistFolder, type BackendName } from './backend';
+export { describeBackend, initBackend, loadNativeBinding, wasmDistFolder, type BackendName } from './backend';

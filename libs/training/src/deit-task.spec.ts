@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../backend';
-import type { DeitConfig } from '../deit/presets';
+import { initBackend, type DeitConfig } from '@deit-serve/model';
 import { DataParallelTrainer } from './data-parallel/trainer';
 import { createTrainTask, DEIT_TASK_MODULE, type DeitTaskOptions } from './deit-task';
 import { LocalTrainer } from './local-trainer';

@@ -8,9 +8,14 @@
  * (mixup targets); `teacher_logits` float32 [B, classes] (not needed for `none`).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { createDeit, type DeiT } from '../deit/deit';
-import type { DeitConfig, DeitPresetName } from '../deit/presets';
-import { deriveSeed, SeededRandom } from '../deit/rng';
+import {
+  createDeit,
+  deriveSeed,
+  SeededRandom,
+  type DeiT,
+  type DeitConfig,
+  type DeitPresetName,
+} from '@deit-serve/model';
 import { distillationLoss, type DistillationLossOptions } from './losses';
 import { batchEntry, labelsTensor, type HostBatch, type TaskContext, type TrainTask } from './task';
 

@@ -1,6 +1,7 @@
 /**
- * Training: the DeiT distillation loss, AdamW, the DeiT learning-rate schedule, gradient
- * accumulation, and one-process or data-parallel (worker_threads) training steps.
+ * Training of the model library's networks: the DeiT distillation loss, AdamW, the DeiT learning-rate
+ * schedule, gradient accumulation, the DeiT and RegNetY training tasks, and one-process or
+ * data-parallel (worker_threads) training steps. Inference never imports it (scope:trainer).
  *
  * Gradients: `await registerGradients()` once per process before any training (tfjs-core's CommonJS
  * build has none); the trainers' workers do it themselves.

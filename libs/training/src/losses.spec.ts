@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../backend';
+import { initBackend } from '@deit-serve/model';
 import { registerGradients } from './register-gradients';
 import { DISTILLATION_LOSS_DEFAULTS, distillationLoss, type DistillationLossOptions } from './losses';
 

@@ -12,9 +12,13 @@
  */
 import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { createRegNet, type RegNet } from '../regnet/regnet';
-import type { RegNetConfig, RegNetPresetName } from '../regnet/presets';
-import { readSafetensors } from '../weights/safetensors';
+import {
+  createRegNet,
+  readSafetensors,
+  type RegNet,
+  type RegNetConfig,
+  type RegNetPresetName,
+} from '@deit-serve/model';
 import { distillationLoss } from './losses';
 import { batchEntry, labelsTensor, type HostBatch, type TaskContext, type TrainTask } from './task';
 

@@ -16,6 +16,7 @@ export {
   validateDeitWeights,
   type CreateDeitOptions,
   type DeitForwardOptions,
+  type DeitHeadMode,
   type DeitOutput,
   type DeitParameterKind,
   type DeitParameterSpec,
@@ -42,5 +43,4 @@ export {
   type DeitPresetName,
   type DeitSize,
 } from './presets';
-// Seeds derive through the shared generator; re-exported for the trainers that seed from a model's seed.
-export { deriveSeed } from '@deit-serve/core';
+export { deriveSeed, SeededRandom } from './rng';

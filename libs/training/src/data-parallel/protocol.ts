@@ -3,7 +3,7 @@
  * messages: they live in SharedArrayBuffers both sides map as Float32Array views, laid out by
  * `SharedLayout`. Messages carry the batch slices (transferred, not cloned) and small results.
  */
-import type { BackendName } from '../../backend';
+import type { BackendName } from '@deit-serve/model';
 import type { HostBatch } from '../task';
 
 /** `workerData` of every worker. */

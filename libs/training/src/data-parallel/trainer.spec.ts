@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../../backend';
+import { initBackend } from '@deit-serve/model';
 import { registerGradients } from '../register-gradients';
 import { LocalTrainer } from '../local-trainer';
 import {

@@ -15,7 +15,7 @@
  */
 import { siblingModule, spawnModuleWorker } from '@deit-serve/core';
 import type { Worker } from 'node:worker_threads';
-import type { BackendName } from '../../backend';
+import type { BackendName } from '@deit-serve/model';
 import { AdamW } from '../adamw';
 import type { StepResult, TrainerOptions } from '../local-trainer';
 import { batchSize, sliceBatch, splitRows, type BatchArray, type HostBatch } from '../task';

@@ -6,7 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import { parentPort, workerData } from 'node:worker_threads';
-import { initBackend } from '../../backend';
+import { initBackend } from '@deit-serve/model';
 import { accumulateGradients } from '../gradients';
 import { assignHost } from '../local-trainer';
 import { threadCpuMs, wasmHeapBytes } from '../resources';
