@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@deit-serve/core';
+import { InvalidArgumentError, Rng } from '@deit-serve/core';
 import { describe, expect, it } from 'vitest';
 import {
   augmentImage,
@@ -13,7 +13,6 @@ import {
   resolveAugment,
   type ByteImage,
 } from './augment';
-import { Rng } from './rng';
 
 /** Pixel (x, y, c) = (x + 7y + 50c) mod 256: every pixel differs, so moves are visible. */
 function ramp(width: number, height: number, channels: 1 | 3): ByteImage {

@@ -1,5 +1,4 @@
-import { InvalidArgumentError } from '@deit-serve/core';
-import type { Rng } from './rng';
+import { InvalidArgumentError, type Rng } from '@deit-serve/core';
 
 /**
  * Training augmentations with timm's semantics (`transforms_imagenet_train`, `RandomErasing`,

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@deit-serve/core';
+import { InvalidArgumentError, Rng } from '@deit-serve/core';
 import {
   INTERPOLATIONS,
   MAX_IMAGE_SIZE,
@@ -20,7 +20,7 @@ import {
   type ResolvedAugment,
 } from './augment';
 import type { ImageDataset } from './dataset';
-import { Rng, STREAMS } from './rng';
+import { STREAMS } from './rng';
 
 /**
  * Dataset → model batches: float32 NCHW `pixel_values` with three channels (grey images are

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { InvalidArgumentError } from '@deit-serve/core';
-import { Rng, STREAMS } from './rng';
+import { InvalidArgumentError, Rng } from '@deit-serve/core';
+import { STREAMS } from './rng';
 
 /**
  * The in-memory dataset every loader produces and every batcher consumes. Images keep their native

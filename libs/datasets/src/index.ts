@@ -84,4 +84,4 @@ export {
   type TrainBatch,
   type TrainBatchOptions,
 } from './batches';
-export { Rng, STREAMS } from './rng';
+export { STREAMS } from './rng';

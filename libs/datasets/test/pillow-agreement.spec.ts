@@ -2,8 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Rng } from '@deit-serve/core';
 import { describe, expect, it } from 'vitest';
-import { randomResizedCropBox, resizedCrop, Rng, type Box } from '../src';
+import { randomResizedCropBox, resizedCrop, type Box } from '../src';
 
 /**
  * The training resampler against Pillow itself: torchvision's RandomResizedCrop and RandomCrop on a

@@ -1,9 +1,10 @@
 /**
- * Evaluation: top-1 / top-5 of the CLS, DIST and average heads (average of logits, as DeiT and timm
- * evaluate), the teacher's top-1 and how often the two student heads agree, on a fixed set in a fixed
- * order with the model's own eval transform.
+ * Evaluation: top-1 / top-5 of the CLS, DIST and average heads (`averageHeads`: the mean of logits,
+ * as DeiT and timm evaluate), the teacher's top-1 and how often the two student heads agree, on a
+ * fixed set in a fixed order with the model's own eval transform.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { averageHeads } from '@deit-serve/core';
 import { evalBatches, type BatchInputSpec, type ImageDataset } from '@deit-serve/datasets';
 import type { DeiT } from '@deit-serve/model';
 import type { EvalResult, HeadAccuracy } from '@deit-serve/trainer-engine';
@@ -86,9 +87,7 @@ export async function evaluateStudent(
     cls.add(clsLogits, batch.labels);
     if (distLogits !== undefined) {
       dist.add(distLogits, batch.labels);
-      const avg = new Float32Array(clsLogits.length);
-      for (let i = 0; i < avg.length; i++) avg[i] = (clsLogits[i] + distLogits[i]) / 2;
-      average.add(avg, batch.labels);
+      average.add(averageHeads(clsLogits, distLogits), batch.labels);
       for (let i = 0; i < batch.size; i++) {
         if (argmax(clsLogits, i * classes, classes) === argmax(distLogits, i * classes, classes)) agree++;
       }

@@ -1,7 +1,7 @@
-import { FailedPreconditionError, InvalidArgumentError } from '@deit-serve/core';
+import { FailedPreconditionError, headLogits, InvalidArgumentError, type HeadChoice } from '@deit-serve/core';
 import { decodeImage, PixelBudget, preprocess } from '@deit-serve/preprocess';
 import { inferenceV1 } from '@deit-serve/proto';
-import { disagreement, headLogits, type HeadChoice, topK } from './heads';
+import { disagreement, topK } from './heads';
 import type { LoadedModel } from './loaded-model';
 import type { InferenceMetrics } from './metrics';
 import type { ModelHost } from './model-host';

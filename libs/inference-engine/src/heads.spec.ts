@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { disagreement, headLogits, softmax, topK } from './heads';
+import { disagreement, softmax, topK } from './heads';
 
 describe('heads', () => {
   const cls = new Float32Array([2, 1, 0]);
@@ -10,14 +10,6 @@ describe('heads', () => {
     const z = Math.exp(1) + Math.exp(2) + Math.exp(3);
     expect(p[0]).toBeCloseTo(Math.exp(1) / z, 12);
     expect(p[2]).toBeCloseTo(Math.exp(3) / z, 12);
-  });
-
-  it('average is the mean of the logits, not of the probabilities', () => {
-    expect(Array.from(headLogits('average', cls, dist))).toEqual([1, 2, 0.5]);
-    expect(headLogits('cls', cls, dist)).toBe(cls);
-    expect(headLogits('dist', cls, dist)).toBe(dist);
-    expect(headLogits('average', cls, undefined)).toBe(cls);
-    expect(() => headLogits('dist', cls, undefined)).toThrow(/no distillation head/);
   });
 
   it('top-k orders by probability and caps k at the class count', () => {

@@ -1,7 +1,7 @@
 /**
- * What a distilled DeiT's two heads say about one input. Pure math on logits, in float64.
+ * What a distilled DeiT's two heads say about one input. Pure math on logits, in float64. Which head
+ * answers (`HeadChoice`, `headLogits`) is defined once in `@deit-serve/core`.
  */
-export type HeadChoice = 'cls' | 'dist' | 'average';
 
 export interface Prediction {
   index: number;
@@ -29,27 +29,6 @@ export function softmax(logits: ArrayLike<number>): Float64Array {
   }
   for (let i = 0; i < out.length; i++) out[i] = out[i] / sum;
   return out;
-}
-
-/** The chosen head's logits; `average` is the mean of the two heads' logits (timm, official DeiT). */
-export function headLogits(
-  choice: HeadChoice,
-  cls: Float32Array,
-  dist: Float32Array | undefined,
-): Float32Array {
-  switch (choice) {
-    case 'cls':
-      return cls;
-    case 'dist':
-      if (!dist) throw new Error('model has no distillation head');
-      return dist;
-    case 'average': {
-      if (!dist) return cls;
-      const out = new Float32Array(cls.length);
-      for (let i = 0; i < cls.length; i++) out[i] = (cls[i] + dist[i]) / 2;
-      return out;
-    }
-  }
 }
 
 function argmax(values: ArrayLike<number>): number {

@@ -4,7 +4,7 @@ export {
   type ClassificationOptions,
   type ClassifyContext,
 } from './classification.service';
-export { disagreement, headLogits, softmax, topK, type HeadChoice } from './heads';
+export { disagreement, softmax, topK } from './heads';
 export { LoadedModel, type BatchingOptions, type LoadOptions } from './loaded-model';
 export { ModelCatalog } from './catalog';
 export { fallbackCandidates, type Fallback } from './fallback';

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // Gradients of the stock ops between the custom-gradient blocks (the test runner can load this ES tree).
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AVERAGE_HEAD_WEIGHT, averageHeads, Rng } from '@deit-serve/core';
 import { initBackend } from '../backend';
 import { hostTensor, type NamedWeights } from '../weights/named-weights';
 import {
@@ -14,7 +15,6 @@ import {
   parameterShapes,
 } from './deit';
 import { type DeitConfig } from './presets';
-import { SeededRandom } from './rng';
 import { plainDeitForward } from './testing/plain-deit';
 
 /** Small enough for fast tests, big enough to exercise heads, several blocks and a 3×3 grid. */
@@ -31,14 +31,14 @@ const TINY: DeitConfig = {
 };
 
 function randomPixels(batch: number, size: number, seed: number): tf.Tensor4D {
-  const rng = new SeededRandom(seed);
+  const rng = Rng.fromUint32(seed);
   const data = Float32Array.from({ length: batch * 3 * size * size }, () => rng.normal());
   return tf.tensor4d(data, [batch, 3, size, size]);
 }
 
 /** Weights with non-trivial norms and biases so every parameter influences the output. */
 function randomWeights(config: DeitConfig, seed: number): NamedWeights {
-  const rng = new SeededRandom(seed);
+  const rng = Rng.fromUint32(seed);
   const weights: NamedWeights = new Map();
   for (const spec of parameterShapes(config)) {
     const size = spec.shape.reduce((a, b) => a * b, 1);
@@ -102,6 +102,17 @@ describe('DeiT forward', () => {
     const expected = tf.div(tf.add(out.cls, out.dist as tf.Tensor), 2);
     expect(Array.from(avg.dataSync())).toEqual(Array.from(expected.dataSync()));
     tf.dispose([x, out.cls, out.dist as tf.Tensor, avg, expected]);
+  });
+
+  it('combines heads in tfjs exactly as the host-array rule of @deit-serve/core', () => {
+    expect(AVERAGE_HEAD_WEIGHT).toBe(0.5);
+    const x = randomPixels(3, TINY.imgSize, 7);
+    const out = model.forward(x);
+    const avg = combineHeads(out, 'average');
+    const cls = out.cls.dataSync() as Float32Array;
+    const dist = (out.dist as tf.Tensor2D).dataSync() as Float32Array;
+    expect(avg.dataSync()).toEqual(averageHeads(cls, dist));
+    tf.dispose([x, out.cls, out.dist as tf.Tensor, avg]);
   });
 
   it('runs deit_tiny_distilled_patch16_224 at batch 1', () => {

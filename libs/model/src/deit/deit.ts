@@ -12,8 +12,8 @@
  *   → `{ cls: [B, C], dist: [B, C] | null }` logits. Stochastic depth only when `training`; rate of
  *   block i is dropPathRate · i / (depth − 1) (timm's linspace), one per-sample mask per branch.
  *   No dropout (DeiT trains with drop 0). The caller owns (and disposes) the returned tensors.
- * - `combineHeads(output, 'cls' | 'dist' | 'average')`: 'average' is the mean of the two heads'
- *   **logits**, as timm and the DeiT code do at inference (the paper's text adds softmaxes).
+ * - `combineHeads(output, 'cls' | 'dist' | 'average')`: one logits tensor, the heads combined as
+ *   `@deit-serve/core`'s `HeadChoice` defines (`average`: the mean of the two heads' logits).
  * - `model.getWeights()` / `model.setWeights(w)`: NamedWeights with timm state-dict names and
  *   PyTorch layouts; setWeights lists every missing, unexpected and mis-shaped key in one error.
  * - `model.namedVariables()`: timm name → tf.Variable for optimisers. Linear weights (and the patch
@@ -38,6 +38,7 @@
  * depend on the order of initialisation and the same seed gives the same model everywhere.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { AVERAGE_HEAD_WEIGHT, deriveSeed, Rng, type HeadChoice } from '@deit-serve/core';
 import { hostTensor, numel, type HostTensor, type NamedWeights } from '../weights/named-weights';
 import { layerNorm, linear, linearGelu, patchify, selfAttention } from './layers';
 import { reinitHeads, resamplePosEmbed, truncNormalTensor } from './pos-embed';
@@ -49,7 +50,6 @@ import {
   type DeitConfig,
   type DeitPresetName,
 } from './presets';
-import { deriveSeed, SeededRandom } from './rng';
 
 // ---------------------------------------------------------------------------------------------
 // Parameters: names, shapes, layouts
@@ -192,7 +192,7 @@ function initParameter(spec: DeitParameterSpec, seed: number, patchFanIn: number
     case 'dist_token':
       return truncNormalTensor(spec.shape, 0.02, streamSeed);
     case 'cls_token': {
-      const rng = new SeededRandom(streamSeed);
+      const rng = Rng.fromUint32(streamSeed);
       return hostTensor(
         spec.shape,
         Float32Array.from({ length: size }, () => 1e-6 * rng.normal()),
@@ -202,7 +202,7 @@ function initParameter(spec: DeitParameterSpec, seed: number, patchFanIn: number
     case 'patch_embed.bias': {
       // PyTorch Conv2d default: kaiming_uniform(a=√5) for the weight, U(±1/√fan_in) for the bias.
       const bound = 1 / Math.sqrt(patchFanIn);
-      const rng = new SeededRandom(streamSeed);
+      const rng = Rng.fromUint32(streamSeed);
       return hostTensor(
         spec.shape,
         Float32Array.from({ length: size }, () => rng.uniform(-bound, bound)),
@@ -310,10 +310,8 @@ export interface DeitOutput {
   readonly dist: tf.Tensor2D | null;
 }
 
-export type DeitHeadMode = 'cls' | 'dist' | 'average';
-
-/** One logits tensor from the two heads; 'average' averages logits. Returns a new tensor. */
-export function combineHeads(output: DeitOutput, mode: DeitHeadMode): tf.Tensor2D {
+/** One logits tensor from the two heads (`@deit-serve/core` heads, in tfjs). Returns a new tensor. */
+export function combineHeads(output: DeitOutput, mode: HeadChoice): tf.Tensor2D {
   switch (mode) {
     case 'cls':
       return tf.clone(output.cls);
@@ -322,7 +320,7 @@ export function combineHeads(output: DeitOutput, mode: DeitHeadMode): tf.Tensor2
       return tf.clone(output.dist);
     case 'average':
       if (output.dist === null) return tf.clone(output.cls);
-      return tf.tidy(() => tf.mul(tf.add(output.cls, output.dist as tf.Tensor2D), 0.5));
+      return tf.tidy(() => tf.mul(tf.add(output.cls, output.dist as tf.Tensor2D), AVERAGE_HEAD_WEIGHT));
   }
 }
 
@@ -336,7 +334,7 @@ let modelCounter = 0;
 export class DeiT {
   readonly config: DeitConfig;
   private readonly params = new Map<string, Parameter>();
-  private readonly dropPathRng: SeededRandom;
+  private readonly dropPathRng: Rng;
   private disposed = false;
 
   /**
@@ -349,7 +347,7 @@ export class DeiT {
     const seed = options.seed ?? 0;
     const weights = options.weights ?? initDeitWeights(config, seed);
     validateDeitWeights(config, weights);
-    this.dropPathRng = new SeededRandom(deriveSeed(seed, 'drop_path'));
+    this.dropPathRng = Rng.fromUint32(deriveSeed(seed, 'drop_path'));
     const id = modelCounter++;
     for (const spec of parameterShapes(config)) {
       const host = weights.get(spec.name) as HostTensor;
@@ -481,8 +479,7 @@ export class DeiT {
     const rate = options.training === true ? (options.dropPathRate ?? 0) : 0;
     if (!(rate >= 0 && rate < 1)) throw new Error(`dropPathRate must be in [0, 1), got ${rate}`);
     if (rate === 0) return undefined;
-    const rng =
-      options.dropPathSeed === undefined ? this.dropPathRng : new SeededRandom(options.dropPathSeed);
+    const rng = options.dropPathSeed === undefined ? this.dropPathRng : Rng.fromUint32(options.dropPathSeed);
     const { depth } = this.config;
     const masks: (Float32Array | undefined)[] = [];
     for (let i = 0; i < depth; i++) {
@@ -495,7 +492,7 @@ export class DeiT {
         const keep = 1 - blockRate;
         const mask = new Float32Array(B * T);
         for (let b = 0; b < B; b++) {
-          const value = rng.nextFloat() < keep ? 1 / keep : 0;
+          const value = rng.float() < keep ? 1 / keep : 0;
           mask.fill(value, b * T, (b + 1) * T);
         }
         masks.push(mask);

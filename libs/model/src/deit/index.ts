@@ -16,7 +16,6 @@ export {
   validateDeitWeights,
   type CreateDeitOptions,
   type DeitForwardOptions,
-  type DeitHeadMode,
   type DeitOutput,
   type DeitParameterKind,
   type DeitParameterSpec,
@@ -43,4 +42,5 @@ export {
   type DeitPresetName,
   type DeitSize,
 } from './presets';
-export { deriveSeed, SeededRandom } from './rng';
+// Seeds derive through the shared generator; re-exported for the trainers that seed from a model's seed.
+export { deriveSeed } from '@deit-serve/core';

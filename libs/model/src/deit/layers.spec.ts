@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { Rng } from '@deit-serve/core';
 import { initBackend } from '../backend';
 import { gelu, groupedMatMul, layerNorm, linear, linearGelu, patchify, selfAttention } from './layers';
-import { SeededRandom } from './rng';
 import { erf64 } from './testing/plain-deit';
 
-const rng = new SeededRandom(99);
+const rng = Rng.fromUint32(99);
 const randn = (shape: number[], scale = 1): tf.Tensor =>
   tf.tensor(
     Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()),

@@ -2,8 +2,8 @@
  * Host-side weight surgery for changing resolution or class count. Works on NamedWeights (PyTorch
  * layout) so it applies equally to checkpoints read from safetensors, ONNX export and tfjs models.
  */
+import { deriveSeed, Rng } from '@deit-serve/core';
 import { hostTensor, type HostTensor, type NamedWeights } from '../weights/named-weights';
-import { deriveSeed, SeededRandom } from './rng';
 
 /** Keys' cubic-convolution coefficient used by PyTorch's bicubic mode. */
 export const BICUBIC_A = -0.75;
@@ -145,7 +145,7 @@ export function reinitHeads(weights: NamedWeights, numClasses: number, seed: num
 
 export function truncNormalTensor(shape: readonly number[], std: number, seed: number): HostTensor {
   const size = shape.reduce((a, b) => a * b, 1);
-  const rng = new SeededRandom(seed);
+  const rng = Rng.fromUint32(seed);
   const data = new Float32Array(size);
   for (let i = 0; i < size; i++) data[i] = rng.truncNormal(0, std);
   return hostTensor(shape, data);

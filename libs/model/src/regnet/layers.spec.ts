@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 // Gradients of the stock ops between the custom-gradient blocks (the test runner can load this ES tree).
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { Rng } from '@deit-serve/core';
 import { initBackend } from '../backend';
-import { SeededRandom } from '../deit/rng';
 import {
   batchNormEval,
   batchNormTrain,
@@ -19,7 +19,7 @@ import {
 } from './layers';
 import { naiveConv3x3, naiveConv3x3Grads } from './testing/naive-conv';
 
-const rng = new SeededRandom(7);
+const rng = Rng.fromUint32(7);
 const randData = (size: number, scale = 1): Float32Array =>
   Float32Array.from({ length: size }, () => scale * rng.normal());
 const randn = (shape: number[], scale = 1): tf.Tensor =>

@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 // Gradients of the stock ops between the custom-gradient blocks (the test runner can load this ES tree).
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Rng } from '@deit-serve/core';
 import { initBackend } from '../backend';
-import { SeededRandom } from '../deit/rng';
 import { hostTensor, type NamedWeights } from '../weights/named-weights';
 import { WeightMismatchError } from '../weights/validate';
 import { type RegNetConfig } from './presets';
@@ -23,7 +23,7 @@ const TINY: RegNetConfig = {
   inChans: 3,
 };
 
-const rng = new SeededRandom(3);
+const rng = Rng.fromUint32(3);
 const randn = (shape: number[], scale = 1): tf.Tensor =>
   tf.tensor(
     Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()),
@@ -32,11 +32,11 @@ const randn = (shape: number[], scale = 1): tf.Tensor =>
 
 /** The same weights with every value perturbed (so BN and zero-initialised tensors are not trivial). */
 function perturbed(weights: NamedWeights, seed: number): NamedWeights {
-  const r = new SeededRandom(seed);
+  const r = Rng.fromUint32(seed);
   return new Map(
     [...weights].map(([name, t]) => {
       const data = t.data.map((v) =>
-        name.endsWith('running_var') ? 1 + 0.5 * r.nextFloat() : v + 0.2 * r.normal(),
+        name.endsWith('running_var') ? 1 + 0.5 * r.float() : v + 0.2 * r.normal(),
       );
       return [name, hostTensor(t.shape, data)];
     }),

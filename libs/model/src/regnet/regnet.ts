@@ -14,9 +14,9 @@
  * are ignored by `setWeights`.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { deriveSeed, Rng } from '@deit-serve/core';
 import { hostTensor, numel, type HostTensor, type NamedWeights } from '../weights/named-weights';
 import { checkWeights } from '../weights/validate';
-import { deriveSeed, SeededRandom } from '../deit/rng';
 import {
   batchNorm,
   conv3x3,
@@ -153,7 +153,7 @@ export function initRegNetWeights(config: ConfigOrPreset, options: RegNetInitOpt
   const zeroInitLast = options.zeroInitLast ?? true;
   const weights: NamedWeights = new Map();
   const normal = (name: string, size: number, std: number): Float32Array => {
-    const rng = new SeededRandom(deriveSeed(seed, name));
+    const rng = Rng.fromUint32(deriveSeed(seed, name));
     const data = new Float32Array(size);
     for (let i = 0; i < size; i++) data[i] = std * rng.normal();
     return data;
