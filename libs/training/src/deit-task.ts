@@ -8,14 +8,8 @@
  * (mixup targets); `teacher_logits` float32 [B, classes] (not needed for `none`).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  createDeit,
-  deriveSeed,
-  SeededRandom,
-  type DeiT,
-  type DeitConfig,
-  type DeitPresetName,
-} from '@deit-serve/model';
+import { deriveSeed, Rng } from '@deit-serve/core';
+import { createDeit, type DeiT, type DeitConfig, type DeitPresetName } from '@deit-serve/model';
 import { distillationLoss, type DistillationLossOptions } from './losses';
 import { batchEntry, labelsTensor, type HostBatch, type TaskContext, type TrainTask } from './task';
 
@@ -52,7 +46,7 @@ export function createTrainTask(
   if (!model.config.distilled && options.loss.type !== 'none')
     throw new Error(`this DeiT has no distillation head; use loss type 'none'`);
   // Workers draw different drop-path masks; the model's own stream would repeat across workers.
-  const dropPathRandom = new SeededRandom(deriveSeed(seed, `drop_path/worker${context.workerIndex}`));
+  const dropPathRandom = Rng.fromUint32(deriveSeed(seed, `drop_path/worker${context.workerIndex}`));
   const params = [...model.namedVariables()].map(([name, variable]) => ({ name, variable }));
   return {
     model,
@@ -66,7 +60,7 @@ export function createTrainTask(
         {
           training: true,
           dropPathRate: options.dropPathRate ?? 0,
-          dropPathSeed: dropPathRandom.nextUint32(),
+          dropPathSeed: dropPathRandom.uint32(),
         },
       );
       const value = distillationLoss(
