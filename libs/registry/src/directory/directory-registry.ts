@@ -1,41 +1,11 @@
-import {
-  DomainError,
-  FailedPreconditionError,
-  IntegrityError,
-  InvalidArgumentError,
-  NotFoundError,
-} from '@deit-serve/core';
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
-import { hostname, userInfo } from 'node:os';
-import { join, resolve } from 'node:path';
-import {
-  formatLabelsText,
-  LABELS_FILE,
-  labelsInOrder,
-  MANIFEST_FILE,
-  MANIFEST_SCHEMA_VERSION,
-  MODEL_FILE,
-  parseLabelsText,
-  parseManifestFields,
-  safeParseManifest,
-  type FileEntry,
-  type Manifest,
-} from '../manifest';
-import {
-  assertAliasName,
-  assertModelName,
-  assertVersion,
-  DEFAULT_ALIAS,
-  formatModelRef,
-  toModelRef,
-  type ModelRef,
-} from '../refs';
+import { FailedPreconditionError, NotFoundError } from '@deit-serve/core';
+import { mkdir } from 'node:fs/promises';
+import { MODEL_FILE } from '../manifest';
+import { assertModelName, DEFAULT_ALIAS, toModelRef, type ModelRef } from '../refs';
 import type {
   AliasHistoryEntry,
   BrokenAlias,
   ChangeOptions,
-  FileCheck,
   GcOptions,
   GcReport,
   LoadedVersion,
@@ -49,22 +19,17 @@ import type {
   VersionInfo,
   WatchOptions,
 } from '../storage';
-import {
-  errorCode,
-  exists,
-  fsyncDir,
-  hashFile,
-  isDirectory,
-  isNotFound,
-  newestMtimeMs,
-  readdirIfExists,
-  writeNewFile,
-} from './fs-util';
-import { AliasFiles, ALIASES_DIR, isValidName, lastChange, rollbackTarget } from './alias-files';
-import { LOCK_DRAFT_INFIX, withFileLock } from './lock';
-import { readSource, validateSources, verifyStaged, writeSource } from './staging';
+import { AliasFiles, isValidName } from './alias-files';
+import { AliasHistory } from './alias-history';
+import { GarbageCollector } from './gc';
+import { isDirectory, readdirIfExists } from './fs-util';
+import { VersionIntegrity } from './integrity';
+import { RegistryLayout, versionLabel as label } from './layout';
+import { Publisher, type PublishHooks } from './publisher';
 import { scanRegistry } from './snapshot';
 import { RegistryWatcher, type RegistrySnapshot, type WatchStrategy } from './watcher';
+
+export { DEFAULT_TEMP_MAX_AGE_MS } from './gc';
 
 export interface DirectoryRegistryOptions {
   /** Create the root directory when missing (default true). Read-only tools pass false to catch typos. */
@@ -75,58 +40,51 @@ export interface DirectoryRegistryOptions {
   lockStaleMs?: number;
   /** Directory-watch strategy; the default suits the platform (see {@link WatchStrategy}). */
   watchStrategy?: WatchStrategy;
-  /** Fault injection for tests: runs after a version is fully staged, before it is re-verified and renamed into place. */
-  testHooks?: { beforeCommit?: (stagingDir: string) => Promise<void> | void };
-}
-
-export const DEFAULT_TEMP_MAX_AGE_MS = 60 * 60 * 1000;
-
-const TEMP_DIR = '.tmp';
-const CLAIMS_DIR = '.claims';
-const LOCK_FILE = '.lock';
-const VERSION_DIR_PATTERN = /^[1-9][0-9]*$/;
-
-function defaultActor(): string {
-  try {
-    return `${userInfo().username}@${hostname()}`;
-  } catch {
-    // userInfo() throws for uids without a passwd entry (common in containers).
-    return `uid-${process.getuid?.() ?? 'unknown'}@${hostname()}`;
-  }
-}
-
-function label(model: string, version: number): string {
-  return formatModelRef({ name: model, kind: 'version', version });
+  /** Fault injection for tests. */
+  testHooks?: PublishHooks;
 }
 
 /**
- * The registry on a directory (a local folder, or a volume shared by pods). Layout:
- *
- * ```
- * <root>/.tmp/                       staging and trash; ignored by readers, cleaned by gc
- * <root>/<model>/<version>/          model.onnx, manifest.json, labels.txt, reports...
- * <root>/<model>/.claims/<version>   version numbers handed out (never reused)
- * <root>/<model>/aliases/<alias>.json   current target = last change of the alias
- * <root>/<model>/alias-history.jsonl    every alias change, append-only
- * <root>/<model>/.lock               serialises alias changes and gc of the model
- * ```
- *
- * Publishing needs no lock: a version number is claimed by creating `.claims/<n>` with O_EXCL (exactly one
- * process wins each number; a crash only leaves a gap), and the staged directory appears under its number
- * by a single rename, so readers see a whole version or none.
+ * The registry on a directory (a local folder, or a volume shared by pods); {@link RegistryLayout} shows
+ * where everything lives. This class lists and resolves; publishing ({@link Publisher}), integrity checks
+ * ({@link VersionIntegrity}), alias changes ({@link AliasHistory}) and retention ({@link GarbageCollector})
+ * each live in their own module.
  */
 export class DirectoryRegistry implements ModelRegistry {
   readonly root: string;
-  private readonly lockOptions: { timeoutMs: number; staleMs: number };
+  private readonly layout: RegistryLayout;
   private readonly aliasFiles: AliasFiles;
+  private readonly integrity: VersionIntegrity;
+  private readonly publisher: Publisher;
+  private readonly aliases: AliasHistory;
+  private readonly collector: GarbageCollector;
 
   private constructor(
     root: string,
     private readonly options: DirectoryRegistryOptions,
   ) {
-    this.root = resolve(root);
+    this.layout = new RegistryLayout(root, {
+      timeoutMs: options.lockTimeoutMs ?? 10_000,
+      staleMs: options.lockStaleMs ?? 30_000,
+    });
+    this.root = this.layout.root;
     this.aliasFiles = new AliasFiles(this.root);
-    this.lockOptions = { timeoutMs: options.lockTimeoutMs ?? 10_000, staleMs: options.lockStaleMs ?? 30_000 };
+    this.integrity = new VersionIntegrity(this.layout);
+    this.publisher = new Publisher(this.layout, options.testHooks);
+    this.aliases = new AliasHistory(this.layout, this.aliasFiles, {
+      requireModel: async (model) => {
+        await this.listVersions(model);
+      },
+      requireIntact: async (model, version) => {
+        await this.getManifest({ name: model, kind: 'version', version });
+      },
+      requireVersion: async (model, version) => {
+        await this.resolve({ name: model, kind: 'version', version });
+      },
+    });
+    this.collector = new GarbageCollector(this.layout, this.aliasFiles, this.aliases, () =>
+      this.listModels(),
+    );
   }
 
   static async open(root: string, options: DirectoryRegistryOptions = {}): Promise<DirectoryRegistry> {
@@ -139,15 +97,6 @@ export class DirectoryRegistry implements ModelRegistry {
     return registry;
   }
 
-  // ---- paths -------------------------------------------------------------------------------------------
-
-  private modelDir(model: string): string {
-    return join(this.root, model);
-  }
-  private versionDir(model: string, version: number): string {
-    return join(this.root, model, String(version));
-  }
-
   // ---- listing and resolution --------------------------------------------------------------------------
 
   async listModels(): Promise<string[]> {
@@ -155,26 +104,16 @@ export class DirectoryRegistry implements ModelRegistry {
     for (const entry of (await readdirIfExists(this.root)).sort()) {
       if (!isValidName(entry)) continue;
       // A model exists once it has a version; a first publish that crashed leaves only claims behind.
-      if ((await this.scanVersions(entry)).length > 0) models.push(entry);
+      if ((await this.layout.scanVersions(entry)).length > 0) models.push(entry);
     }
     return models;
   }
 
   async listVersions(model: string): Promise<number[]> {
     assertModelName(model);
-    const versions = await this.scanVersions(model);
+    const versions = await this.layout.scanVersions(model);
     if (versions.length === 0) throw await this.unknownModel(model);
     return versions;
-  }
-
-  /** Numeric directories holding a manifest; the manifest check keeps hand-copied, half-finished dirs out. */
-  private async scanVersions(model: string): Promise<number[]> {
-    const versions: number[] = [];
-    for (const entry of await readdirIfExists(this.modelDir(model))) {
-      if (!VERSION_DIR_PATTERN.test(entry)) continue;
-      if (await exists(join(this.modelDir(model), entry, MANIFEST_FILE))) versions.push(Number(entry));
-    }
-    return versions.sort((a, b) => a - b);
   }
 
   private async unknownModel(model: string): Promise<NotFoundError> {
@@ -185,40 +124,16 @@ export class DirectoryRegistry implements ModelRegistry {
     );
   }
 
-  async getAliases(model: string): Promise<Record<string, number>> {
-    await this.listVersions(model);
-    return targets(await this.aliasFiles.readAllPointers(model));
+  getAliases(model: string): Promise<Record<string, number>> {
+    return this.aliases.current(model);
   }
 
-  async inspectAliases(model: string): Promise<{ aliases: Record<string, number>; broken: BrokenAlias[] }> {
-    await this.listVersions(model);
-    const { pointers, broken } = await this.aliasFiles.readPointers(model);
-    const history = broken.length > 0 ? await this.aliasFiles.readHistory(model) : [];
-    return {
-      aliases: targets(pointers),
-      broken: broken.map(({ alias, problem }) => ({
-        alias,
-        file: this.aliasFiles.relative(model, alias),
-        problem,
-        lastRecorded: lastChange(history, alias)?.to ?? null,
-      })),
-    };
+  inspectAliases(model: string): Promise<{ aliases: Record<string, number>; broken: BrokenAlias[] }> {
+    return this.aliases.inspect(model);
   }
 
-  async repairAliases(model: string): Promise<RepairedAlias[]> {
-    await this.listVersions(model);
-    return this.lock(model, async () => {
-      const history = await this.reconcileHistory(model);
-      const repaired: RepairedAlias[] = [];
-      for (const { alias } of (await this.aliasFiles.readPointers(model)).broken) {
-        // The pointer is by definition the alias's last change, so the history restores it exactly.
-        const last = lastChange(history, alias);
-        if (last === undefined) await this.aliasFiles.setAside(model, alias);
-        else await this.aliasFiles.writePointer(model, last);
-        repaired.push({ alias, file: this.aliasFiles.relative(model, alias), restored: last?.to ?? null });
-      }
-      return repaired;
-    });
+  repairAliases(model: string): Promise<RepairedAlias[]> {
+    return this.aliases.repair(model);
   }
 
   async resolve(ref: ModelRef | string): Promise<ResolvedRef> {
@@ -226,7 +141,7 @@ export class DirectoryRegistry implements ModelRegistry {
     const model = parsed.name;
     switch (parsed.kind) {
       case 'version': {
-        if (!(await exists(join(this.versionDir(model, parsed.version), MANIFEST_FILE)))) {
+        if (!(await this.layout.hasVersion(model, parsed.version))) {
           const versions = await this.listVersions(model); // throws for an unknown model
           throw new NotFoundError(
             `model ${JSON.stringify(model)} has no version ${parsed.version} (versions: ${versions.join(', ')})`,
@@ -257,7 +172,7 @@ export class DirectoryRegistry implements ModelRegistry {
   private async aliasTarget(model: string, alias: string): Promise<number | undefined> {
     const pointer = await this.aliasFiles.readPointer(model, alias);
     if (pointer === undefined || pointer.to === null) return undefined;
-    if (!(await exists(join(this.versionDir(model, pointer.to), MANIFEST_FILE)))) {
+    if (!(await this.layout.hasVersion(model, pointer.to))) {
       // gc never removes alias targets, so this means the version was deleted by hand.
       throw new FailedPreconditionError(
         `alias ${JSON.stringify(alias)} of model ${JSON.stringify(model)} points to version ${pointer.to}, which does not exist`,
@@ -268,102 +183,18 @@ export class DirectoryRegistry implements ModelRegistry {
 
   // ---- reading versions --------------------------------------------------------------------------------
 
-  private async readManifest(model: string, version: number): Promise<Manifest> {
-    const path = join(this.versionDir(model, version), MANIFEST_FILE);
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (error) {
-      if (isNotFound(error))
-        throw new NotFoundError(`${label(model, version)} does not exist`, { cause: error });
-      throw error;
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (error) {
-      throw new IntegrityError(`${label(model, version)}: file "${MANIFEST_FILE}" is not valid JSON`, {
-        cause: error,
-      });
-    }
-    const result = safeParseManifest(json);
-    if (!result.ok)
-      throw new IntegrityError(
-        `${label(model, version)}: file "${MANIFEST_FILE}" is invalid: ${result.problem}`,
-      );
-    if (result.manifest.name !== model || result.manifest.version !== version) {
-      throw new IntegrityError(
-        `${label(model, version)}: file "${MANIFEST_FILE}" describes ${label(result.manifest.name, result.manifest.version)}`,
-      );
-    }
-    return result.manifest;
-  }
-
-  /** Checks one stored file against its manifest entry; `full` also re-hashes it. */
-  private async checkFile(
-    model: string,
-    version: number,
-    path: string,
-    expected: FileEntry,
-    mode: 'full' | 'size',
-  ): Promise<FileCheck> {
-    const where = `${label(model, version)}: file "${path}"`;
-    const check: FileCheck = { path, ok: false, expected };
-    let size: number;
-    try {
-      size = (await stat(join(this.versionDir(model, version), path))).size;
-    } catch (error) {
-      if (!isNotFound(error)) throw error;
-      return { ...check, problem: `${where} is missing` };
-    }
-    check.actual = { size };
-    if (size !== expected.size) {
-      return {
-        ...check,
-        problem: `${where} is ${size < expected.size ? 'truncated' : 'corrupt'}: ${size} bytes, manifest says ${expected.size}`,
-      };
-    }
-    if (mode === 'full') {
-      const actual = await hashFile(join(this.versionDir(model, version), path));
-      check.actual = actual;
-      if (actual.size !== expected.size) {
-        return {
-          ...check,
-          problem: `${where} changed while being read: ${actual.size} bytes, manifest says ${expected.size}`,
-        };
-      }
-      if (actual.sha256 !== expected.sha256) {
-        return {
-          ...check,
-          problem: `${where} is corrupt: sha256 ${actual.sha256}, manifest says ${expected.sha256}`,
-        };
-      }
-    }
-    return { ...check, ok: true };
-  }
-
-  private async assertIntact(
-    model: string,
-    version: number,
-    manifest: Manifest,
-    mode: 'full' | 'size',
-    skip?: ReadonlySet<string>,
-  ): Promise<void> {
-    for (const [path, entry] of Object.entries(manifest.files)) {
-      if (skip?.has(path)) continue;
-      const check = await this.checkFile(model, version, path, entry, mode);
-      if (!check.ok)
-        throw new IntegrityError(check.problem ?? `${label(model, version)}: file "${path}" is damaged`);
-    }
-  }
-
   async getManifest(
     ref: ModelRef | string,
     options: { integrity?: 'full' | 'size' } = {},
   ): Promise<VersionInfo> {
     const resolved = await this.resolve(ref);
-    const manifest = await this.readManifest(resolved.model, resolved.version);
-    await this.assertIntact(resolved.model, resolved.version, manifest, options.integrity ?? 'full');
+    const manifest = await this.integrity.readManifest(resolved.model, resolved.version);
+    await this.integrity.assertIntact(
+      resolved.model,
+      resolved.version,
+      manifest,
+      options.integrity ?? 'full',
+    );
     return { ...resolved, manifest };
   }
 
@@ -373,7 +204,7 @@ export class DirectoryRegistry implements ModelRegistry {
   ): Promise<LoadedVersion> {
     const resolved = await this.resolve(ref);
     const { model, version } = resolved;
-    const manifest = await this.readManifest(model, version);
+    const manifest = await this.integrity.readManifest(model, version);
     const wanted = [...new Set(options.files ?? [MODEL_FILE])];
     for (const path of wanted) {
       if (!(path in manifest.files)) {
@@ -383,325 +214,50 @@ export class DirectoryRegistry implements ModelRegistry {
       }
     }
     // The files not loaded get the cheap check, so that a damaged version is refused as a whole.
-    await this.assertIntact(model, version, manifest, 'size', new Set(wanted));
+    await this.integrity.assertIntact(model, version, manifest, 'size', new Set(wanted));
     const files = new Map<string, Buffer>();
     for (const path of wanted) {
       const entry = manifest.files[path];
       if (entry === undefined) continue; // checked above; keeps the type honest
-      let bytes: Buffer;
-      try {
-        bytes = await readFile(join(this.versionDir(model, version), path));
-      } catch (error) {
-        if (isNotFound(error))
-          throw new IntegrityError(`${label(model, version)}: file "${path}" is missing`, { cause: error });
-        throw error;
-      }
-      if (bytes.byteLength !== entry.size) {
-        throw new IntegrityError(
-          `${label(model, version)}: file "${path}" is ${bytes.byteLength < entry.size ? 'truncated' : 'corrupt'}: ${bytes.byteLength} bytes, manifest says ${entry.size}`,
-        );
-      }
-      const sha256 = createHash('sha256').update(bytes).digest('hex');
-      if (sha256 !== entry.sha256) {
-        throw new IntegrityError(
-          `${label(model, version)}: file "${path}" is corrupt: sha256 ${sha256}, manifest says ${entry.sha256}`,
-        );
-      }
-      files.set(path, bytes);
+      files.set(path, await this.integrity.readChecked(model, version, path, entry));
     }
     return { ...resolved, manifest, files };
   }
 
   async verify(ref: ModelRef | string): Promise<VerifyReport> {
     const { model, version } = await this.resolve(ref);
-    let manifest: Manifest;
-    try {
-      manifest = await this.readManifest(model, version);
-    } catch (error) {
-      if (error instanceof IntegrityError)
-        return { model, version, ok: false, problem: error.message, files: [] };
-      throw error;
-    }
-    const files: FileCheck[] = [];
-    for (const [path, entry] of Object.entries(manifest.files)) {
-      files.push(await this.checkFile(model, version, path, entry, 'full'));
-    }
-    return { model, version, ok: files.every((f) => f.ok), files };
+    return this.integrity.verify(model, version);
   }
 
-  // ---- publishing --------------------------------------------------------------------------------------
+  // ---- writing -----------------------------------------------------------------------------------------
 
-  async publish(model: string, request: PublishRequest): Promise<VersionInfo> {
-    assertModelName(model);
-    if (typeof request !== 'object' || request === null)
-      throw new InvalidArgumentError('publish request must be an object');
-    const { files, labels: givenLabels, ...fields } = request;
-    const sources = validateSources(files);
-
-    const labelsText = sources.get(LABELS_FILE);
-    const fileLabels =
-      labelsText === undefined
-        ? undefined
-        : parseLabelsText((await readSource(LABELS_FILE, labelsText)).toString('utf8'));
-    const labels = givenLabels ?? fileLabels;
-    if (labels === undefined) {
-      throw new InvalidArgumentError(
-        `invalid manifest: labels: required (pass labels, or ${LABELS_FILE} among the files)`,
-      );
-    }
-    const validated = parseManifestFields({ ...fields, labels });
-    if (fileLabels !== undefined && givenLabels !== undefined) {
-      if (labelsInOrder(fileLabels).join('\n') !== labelsInOrder(validated.labels).join('\n')) {
-        throw new InvalidArgumentError(`${LABELS_FILE} and labels disagree; pass one of them`);
-      }
-    }
-
-    const tempRoot = join(this.root, TEMP_DIR);
-    await mkdir(tempRoot, { recursive: true });
-    const staging = await mkdtemp(join(tempRoot, `publish-${model}-`));
-    try {
-      const entries: Record<string, FileEntry> = {};
-      for (const [path, source] of sources) {
-        entries[path] = await writeSource(source, join(staging, path), path);
-      }
-      if (!sources.has(LABELS_FILE)) {
-        entries[LABELS_FILE] = await writeNewFile(
-          join(staging, LABELS_FILE),
-          Buffer.from(formatLabelsText(validated.labels)),
-        );
-      }
-
-      const created = await mkdir(this.modelDir(model), { recursive: true });
-      if (created !== undefined) await fsyncDir(this.root);
-      const version = await this.claimVersion(model);
-      const manifest: Manifest = {
-        schema_version: MANIFEST_SCHEMA_VERSION,
-        name: model,
-        version,
-        created_at: new Date().toISOString(),
-        files: Object.fromEntries(Object.entries(entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
-        ...validated,
-      };
-      const checked = safeParseManifest(manifest);
-      if (!checked.ok) throw new InvalidArgumentError(`invalid manifest: ${checked.problem}`);
-      const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
-      await writeNewFile(join(staging, MANIFEST_FILE), manifestBytes);
-      await fsyncDir(staging);
-
-      await this.options.testHooks?.beforeCommit?.(staging);
-      await verifyStaged(staging, entries, manifestBytes, label(model, version));
-      try {
-        await rename(staging, this.versionDir(model, version));
-      } catch (error) {
-        const code = errorCode(error);
-        if (code === 'EEXIST' || code === 'ENOTEMPTY') {
-          // Only possible when someone created the directory by hand, bypassing the claims.
-          throw new DomainError(
-            'ALREADY_EXISTS',
-            `${label(model, version)} already exists on disk but was never claimed`,
-            {
-              cause: error,
-            },
-          );
-        }
-        throw error;
-      }
-      await fsyncDir(this.modelDir(model));
-      await fsyncDir(tempRoot);
-      return { model, version, via: 'version', manifest: checked.manifest };
-    } catch (error) {
-      await rm(staging, { recursive: true, force: true });
-      throw error;
-    }
+  publish(model: string, request: PublishRequest): Promise<VersionInfo> {
+    return this.publisher.publish(model, request);
   }
 
-  /**
-   * Hands out the next version number. Creating `.claims/<n>` with O_EXCL is the atomic step: of several
-   * processes trying the same number exactly one succeeds, the others move on. Claims are never reused
-   * (gc keeps the highest), so a number stays burnt even if its publish crashed or its version was removed.
-   */
-  private async claimVersion(model: string): Promise<number> {
-    const claims = join(this.modelDir(model), CLAIMS_DIR);
-    await mkdir(claims, { recursive: true });
-    for (;;) {
-      const claimed = (await readdirIfExists(claims)).filter((n) => VERSION_DIR_PATTERN.test(n)).map(Number);
-      const onDisk = (await readdirIfExists(this.modelDir(model)))
-        .filter((n) => VERSION_DIR_PATTERN.test(n))
-        .map(Number);
-      const next = Math.max(0, ...claimed, ...onDisk) + 1;
-      try {
-        await writeNewFile(
-          join(claims, String(next)),
-          Buffer.from(JSON.stringify({ pid: process.pid, host: hostname(), at: new Date().toISOString() })),
-        );
-      } catch (error) {
-        if (errorCode(error) === 'EEXIST') continue;
-        throw error;
-      }
-      await fsyncDir(claims);
-      return next;
-    }
+  aliasHistory(model: string, alias?: string): Promise<AliasHistoryEntry[]> {
+    return this.aliases.entries(model, alias);
   }
 
-  // ---- aliases -----------------------------------------------------------------------------------------
-
-  private lock<T>(model: string, action: () => Promise<T>): Promise<T> {
-    return withFileLock(join(this.modelDir(model), LOCK_FILE), this.lockOptions, action);
-  }
-
-  async aliasHistory(model: string, alias?: string): Promise<AliasHistoryEntry[]> {
-    await this.listVersions(model);
-    if (alias !== undefined) assertAliasName(alias);
-    const { history, missing } = await this.effectiveHistory(model);
-    const entries = [...history, ...missing];
-    return alias === undefined ? entries : entries.filter((e) => e.alias === alias);
-  }
-
-  /**
-   * The pointer file is written before the history line; a crash in between leaves a pointer newer than the
-   * history. Called under the lock, this appends such a lost line, so history and pointers agree again.
-   */
-  private async reconcileHistory(model: string): Promise<AliasHistoryEntry[]> {
-    const { history, missing } = await this.effectiveHistory(model);
-    for (const entry of missing) await this.aliasFiles.appendHistory(model, entry);
-    return [...history, ...missing];
-  }
-
-  /** History plus the changes only their pointer files remember (see {@link reconcileHistory}); writes nothing. */
-  private async effectiveHistory(
-    model: string,
-  ): Promise<{ history: AliasHistoryEntry[]; missing: AliasHistoryEntry[] }> {
-    const history = await this.aliasFiles.readHistory(model);
-    const lastSeq = history.reduce((max, e) => Math.max(max, e.seq), 0);
-    const missing = [...(await this.aliasFiles.readPointers(model)).pointers.values()]
-      .filter((p) => p.seq > lastSeq)
-      .sort((a, b) => a.seq - b.seq);
-    return { history, missing };
-  }
-
-  private async recordChange(
-    model: string,
-    history: AliasHistoryEntry[],
-    change: Pick<AliasHistoryEntry, 'alias' | 'action' | 'from' | 'to'>,
-    options: ChangeOptions,
-  ): Promise<AliasHistoryEntry> {
-    const entry: AliasHistoryEntry = {
-      seq: history.reduce((max, e) => Math.max(max, e.seq), 0) + 1,
-      at: new Date().toISOString(),
-      model,
-      ...change,
-      actor: options.actor ?? defaultActor(),
-      reason: options.reason ?? null,
-    };
-    await this.aliasFiles.writePointer(model, entry);
-    await this.aliasFiles.appendHistory(model, entry);
-    return entry;
-  }
-
-  /** The alias's last change; for a damaged pointer file the history's record (writing a new change repairs it). */
-  private async lastChange(
-    model: string,
-    alias: string,
-    history: readonly AliasHistoryEntry[],
-  ): Promise<{ last: AliasHistoryEntry | undefined; damaged: boolean }> {
-    try {
-      return { last: await this.aliasFiles.readPointer(model, alias), damaged: false };
-    } catch (error) {
-      if (!(error instanceof IntegrityError)) throw error;
-      return { last: lastChange(history, alias), damaged: true };
-    }
-  }
-
-  async setAlias(
+  setAlias(
     model: string,
     alias: string,
     version: number,
     options: ChangeOptions = {},
   ): Promise<AliasHistoryEntry> {
-    assertModelName(model);
-    assertAliasName(alias);
-    assertVersion(version);
-    // Hashing can take seconds for big models: done before taking the lock, re-checked for existence under it.
-    await this.getManifest({ name: model, kind: 'version', version });
-    return this.lock(model, async () => {
-      const history = await this.reconcileHistory(model);
-      const { last: current, damaged } = await this.lastChange(model, alias, history);
-      if (!damaged && current !== undefined && current.to === version) return current;
-      await this.resolve({ name: model, kind: 'version', version });
-      return this.recordChange(
-        model,
-        history,
-        { alias, action: 'set', from: current?.to ?? null, to: version },
-        options,
-      );
-    });
+    return this.aliases.set(model, alias, version, options);
   }
 
-  async deleteAlias(model: string, alias: string, options: ChangeOptions = {}): Promise<AliasHistoryEntry> {
-    assertModelName(model);
-    assertAliasName(alias);
-    await this.listVersions(model);
-    return this.lock(model, async () => {
-      const history = await this.reconcileHistory(model);
-      const { last: current } = await this.lastChange(model, alias, history);
-      if (current === undefined || current.to === null) {
-        throw new NotFoundError(`model ${JSON.stringify(model)} has no alias ${JSON.stringify(alias)}`);
-      }
-      // A tombstone instead of unlinking keeps "the pointer is the last change" true, which recovery relies on.
-      return this.recordChange(
-        model,
-        history,
-        { alias, action: 'delete', from: current.to, to: null },
-        options,
-      );
-    });
+  deleteAlias(model: string, alias: string, options: ChangeOptions = {}): Promise<AliasHistoryEntry> {
+    return this.aliases.delete(model, alias, options);
   }
 
-  async rollback(model: string, alias: string, options: ChangeOptions = {}): Promise<AliasHistoryEntry> {
-    assertModelName(model);
-    assertAliasName(alias);
-    await this.listVersions(model);
-    const { history: recorded, missing } = await this.effectiveHistory(model);
-    const planned = rollbackTarget([...recorded, ...missing], alias);
-    if (planned === undefined) {
-      throw new FailedPreconditionError(
-        `alias ${JSON.stringify(alias)} of model ${JSON.stringify(model)} has no earlier target to roll back to`,
-      );
-    }
-    if (planned === null) {
-      throw new FailedPreconditionError(
-        `alias ${JSON.stringify(alias)} of model ${JSON.stringify(model)} was unset before its last move; ` +
-          'delete the alias instead of rolling back',
-      );
-    }
-    try {
-      await this.getManifest({ name: model, kind: 'version', version: planned });
-    } catch (error) {
-      if (error instanceof NotFoundError) {
-        throw new FailedPreconditionError(
-          `cannot roll back ${model}@${alias} to version ${planned}: ${error.message}`,
-          { cause: error },
-        );
-      }
-      throw error;
-    }
-    return this.lock(model, async () => {
-      const history = await this.reconcileHistory(model);
-      if (rollbackTarget(history, alias) !== planned) {
-        throw new DomainError(
-          'ABORTED',
-          `alias ${JSON.stringify(alias)} of model ${JSON.stringify(model)} changed during rollback; retry`,
-        );
-      }
-      await this.resolve({ name: model, kind: 'version', version: planned });
-      const { last: current } = await this.lastChange(model, alias, history);
-      return this.recordChange(
-        model,
-        history,
-        { alias, action: 'rollback', from: current?.to ?? null, to: planned },
-        options,
-      );
-    });
+  rollback(model: string, alias: string, options: ChangeOptions = {}): Promise<AliasHistoryEntry> {
+    return this.aliases.rollback(model, alias, options);
+  }
+
+  gc(options: GcOptions): Promise<GcReport> {
+    return this.collector.run(options);
   }
 
   // ---- watching ----------------------------------------------------------------------------------------
@@ -715,116 +271,8 @@ export class DirectoryRegistry implements ModelRegistry {
 
   private snapshot(): Promise<RegistrySnapshot> {
     return scanRegistry(this.root, {
-      versions: (model) => this.scanVersions(model),
+      versions: (model) => this.layout.scanVersions(model),
       aliases: async (model) => (await this.aliasFiles.readPointers(model)).pointers,
     });
   }
-
-  // ---- retention ---------------------------------------------------------------------------------------
-
-  async gc(options: GcOptions): Promise<GcReport> {
-    const { keepLast } = options;
-    if (!Number.isSafeInteger(keepLast) || keepLast < 1) {
-      throw new InvalidArgumentError(`keepLast must be an integer >= 1, got ${String(keepLast)}`);
-    }
-    const tempMaxAgeMs = options.tempMaxAgeMs ?? DEFAULT_TEMP_MAX_AGE_MS;
-    if (!(tempMaxAgeMs >= 0))
-      throw new InvalidArgumentError(`tempMaxAgeMs must be >= 0, got ${String(tempMaxAgeMs)}`);
-    const dryRun = options.dryRun ?? false;
-    const report: GcReport = { removed: [], protected: [], tempRemoved: [] };
-    const tempRoot = join(this.root, TEMP_DIR);
-    const trash: string[] = [];
-
-    for (const model of await this.listModels()) {
-      // Under the lock, so that no alias can be pointed at a version between our check and its removal.
-      await this.lock(model, async () => {
-        const history = dryRun
-          ? await this.effectiveHistory(model).then(({ history: h, missing }) => [...h, ...missing])
-          : await this.reconcileHistory(model);
-        const reasons = new Map<number, string[]>();
-        const protect = (version: number, reason: string): void => {
-          reasons.set(version, [...(reasons.get(version) ?? []), reason]);
-        };
-        for (const [alias, pointer] of await this.aliasFiles.readAllPointers(model)) {
-          if (pointer.to !== null) protect(pointer.to, `alias ${alias}`);
-          const back = rollbackTarget(history, alias);
-          if (typeof back === 'number') protect(back, `rollback target of ${alias}`);
-        }
-        const versions = (await this.scanVersions(model)).reverse();
-        for (const [index, version] of versions.entries()) {
-          if (index < keepLast) continue;
-          const why = reasons.get(version);
-          if (why !== undefined) {
-            report.protected.push({ model, version, reason: why.join(', ') });
-            continue;
-          }
-          report.removed.push({ model, version });
-          if (dryRun) continue;
-          await mkdir(tempRoot, { recursive: true });
-          // Renaming out first makes the version vanish atomically; deleting in place would expose a half-deleted one.
-          const target = join(tempRoot, `gc-${model}-${version}-${process.pid}-${Date.now()}`);
-          await rename(this.versionDir(model, version), target);
-          trash.push(target);
-        }
-        if (!dryRun) await fsyncDir(this.modelDir(model));
-        for (const stray of await this.strayFiles(model, tempMaxAgeMs)) {
-          report.tempRemoved.push(stray);
-          if (!dryRun) await rm(join(this.root, stray), { force: true });
-        }
-      });
-      if (!dryRun) await this.compactClaims(model);
-    }
-    for (const dir of trash) await rm(dir, { recursive: true, force: true });
-
-    for (const entry of await readdirIfExists(tempRoot)) {
-      const path = join(tempRoot, entry);
-      try {
-        if (Date.now() - (await newestMtimeMs(path)) < tempMaxAgeMs) continue;
-      } catch (error) {
-        if (isNotFound(error)) continue;
-        throw error;
-      }
-      report.tempRemoved.push(`${TEMP_DIR}/${entry}`);
-      if (!dryRun) await rm(path, { recursive: true, force: true });
-    }
-    return report;
-  }
-
-  /** Leftovers of interrupted atomic writes and lock takeovers, relative to the root, older than `maxAgeMs`. */
-  private async strayFiles(model: string, maxAgeMs: number): Promise<string[]> {
-    const candidates = [
-      ...(await readdirIfExists(join(this.modelDir(model), ALIASES_DIR)))
-        .filter((name) => name.includes('.json.tmp-'))
-        .map((name) => join(model, ALIASES_DIR, name)),
-      ...(await readdirIfExists(this.modelDir(model)))
-        .filter(
-          (name) => name.startsWith(`${LOCK_FILE}.stale-`) || name.startsWith(LOCK_FILE + LOCK_DRAFT_INFIX),
-        )
-        .map((name) => join(model, name)),
-    ];
-    const stale: string[] = [];
-    for (const path of candidates) {
-      try {
-        if (Date.now() - (await stat(join(this.root, path))).mtimeMs >= maxAgeMs) stale.push(path);
-      } catch (error) {
-        if (!isNotFound(error)) throw error;
-      }
-    }
-    return stale;
-  }
-
-  /** Only the highest claim matters for allocation; the others would pile up one file per publish. */
-  private async compactClaims(model: string): Promise<void> {
-    const claims = join(this.modelDir(model), CLAIMS_DIR);
-    const numbers = (await readdirIfExists(claims)).filter((n) => VERSION_DIR_PATTERN.test(n)).map(Number);
-    const highest = Math.max(0, ...numbers);
-    for (const n of numbers) if (n < highest) await rm(join(claims, String(n)), { force: true });
-  }
-}
-
-/** Alias name to version, leaving out deleted aliases. */
-function targets(pointers: ReadonlyMap<string, AliasHistoryEntry>): Record<string, number> {
-  const result: Record<string, number> = {};
-  for (const [alias, entry] of pointers) if (entry.to !== null) result[alias] = entry.to;
-  return result;
 }
