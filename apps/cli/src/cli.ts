@@ -1,10 +1,9 @@
-import { runModelsCommand } from '@deit-serve/registry';
 import { runAuthCommand } from './commands/auth';
 import { runClassifyCommand } from './commands/classify';
 import { exportCommand } from './commands/export';
 import { runFinetuneCommand } from './commands/finetune';
-import { importModelCommand } from './commands/import-model';
 import { runJobsCommand } from './commands/jobs';
+import { runModelsCommand } from './commands/models';
 import type { CommandIo } from './commands/options';
 
 /** What every command reads and writes besides its arguments. */
@@ -26,9 +25,7 @@ commands:
 
 const COMMANDS: Record<string, Command> = {
   export: exportCommand,
-  // `models import` needs the model and packaging libraries, which the registry library must not.
-  models: (argv, io) =>
-    argv[0] === 'import' ? importModelCommand(argv.slice(1), io) : runModelsCommand(argv, io),
+  models: (argv, io) => runModelsCommand(argv, io),
   classify: (argv, io) => runClassifyCommand(argv, io),
   finetune: (argv, io) => runFinetuneCommand(argv, io),
   jobs: (argv, io) => runJobsCommand(argv, io),

@@ -2,12 +2,18 @@ import { z } from 'zod';
 import { aliasList, boolean, dnsLabel, field, intInRange, nonEmpty, oneOf, pathList, port } from './define';
 
 /**
+ * Where the model registry lives when DEIT_REGISTRY_DIR (or a tool's `--registry`) does not say:
+ * relative to the working directory.
+ */
+export const DEFAULT_REGISTRY_DIR = 'registry';
+
+/**
  * Every variable and default of both services, in one place. The README's configuration table is
  * checked against these (tools/src/readme.spec.ts).
  */
 const common = {
   grpcHost: field('DEIT_GRPC_HOST', nonEmpty, '0.0.0.0', 'address the gRPC server binds'),
-  registryDir: field('DEIT_REGISTRY_DIR', nonEmpty, 'registry', 'model registry folder'),
+  registryDir: field('DEIT_REGISTRY_DIR', nonEmpty, DEFAULT_REGISTRY_DIR, 'model registry folder'),
   registryWatch: field(
     'DEIT_REGISTRY_WATCH',
     oneOf(['auto', 'events', 'poll'] as const),

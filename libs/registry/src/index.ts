@@ -11,12 +11,3 @@ export {
   type DirectoryRegistryOptions,
 } from './directory/directory-registry';
 export { DEFAULT_DEBOUNCE_MS, DEFAULT_POLL_INTERVAL_MS, type WatchStrategy } from './directory/watcher';
-export {
-  runModelsCommand,
-  DEFAULT_GC_KEEP,
-  DEFAULT_REGISTRY_DIR,
-  EXIT_FAILURE,
-  EXIT_OK,
-  EXIT_USAGE,
-  type CommandIo,
-} from './cli/models-command';

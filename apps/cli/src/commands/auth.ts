@@ -2,7 +2,7 @@ import { hashToken, parseTokensFile, type Role, ROLES, type TokenEntry } from '@
 import { randomBytes } from 'node:crypto';
 import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type CommandIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './options';
+import { type CommandIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './options';
 
 /** Random bytes of a new token: 256 bits, beyond guessing. */
 const TOKEN_BYTES = 32;
@@ -35,8 +35,6 @@ const OPTIONS = {
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
-
-class UsageError extends Error {}
 
 /** `deit auth ...`: `argv` is what follows `auth`. */
 export async function runAuthCommand(argv: string[], io: CommandIo): Promise<number> {

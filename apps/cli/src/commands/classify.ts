@@ -10,7 +10,7 @@ import {
   connectionOf,
   unreachableHint,
 } from './connection';
-import { type CommandIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './options';
+import { type CommandIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, positiveIntFlag, UsageError } from './options';
 import { formatTable } from './table';
 
 /** Where the inference service listens when neither `--addr` nor DEIT_INFERENCE_ADDR says. */
@@ -60,8 +60,6 @@ const HEAD_NAMES: Partial<Record<inferenceV1Client.Head, string>> = {
   [Head.HEAD_DIST]: 'dist',
   [Head.HEAD_AVERAGE]: 'avg',
 };
-
-class UsageError extends Error {}
 
 interface Settings {
   addr: string;
@@ -163,22 +161,14 @@ function settingsOf(
     addr: values.addr ?? env['DEIT_INFERENCE_ADDR'] ?? DEFAULT_INFERENCE_ADDR,
     model: values.model ?? '',
     head,
-    topK: values['top-k'] === undefined ? 0 : positiveInt('--top-k', values['top-k']),
+    topK: values['top-k'] === undefined ? 0 : positiveIntFlag('--top-k', values['top-k']),
     timeoutMs:
       values['timeout-ms'] === undefined
         ? DEFAULT_TIMEOUT_MS
-        : positiveInt('--timeout-ms', values['timeout-ms']),
+        : positiveIntFlag('--timeout-ms', values['timeout-ms']),
     json: values.json === true,
     connection: connectionOf(values, env),
   };
-}
-
-function positiveInt(flag: string, text: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
-    throw new UsageError(`${flag} must be a positive integer, not ${JSON.stringify(text)}`);
-  }
-  return n;
 }
 
 async function readImage(file: string): Promise<Buffer> {

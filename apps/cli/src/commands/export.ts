@@ -2,8 +2,7 @@ import { exportDeitOnnx, exportRegNetYOnnx } from '@deit-serve/model';
 import { presetWeights } from '@deit-serve/packaging';
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import type { CliIo } from '../cli';
-import { intOption } from './options';
+import { type CommandIo, optionalIntFlag } from './options';
 
 export const EXPORT_USAGE = `usage: deit export --preset NAME [--weights FILE.safetensors] [--num-classes N] [--img-size S] [--seed N] --out FILE.onnx
 
@@ -12,7 +11,7 @@ RegNetY outputs logits; initializers carry timm's weight names). Without --weigh
 random-initialised like timm from --seed (default 0).
 `;
 
-export async function exportCommand(argv: string[], io: CliIo): Promise<number> {
+export async function exportCommand(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -34,9 +33,9 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
     io.stderr.write(`deit export: --preset and --out are required\n${EXPORT_USAGE}`);
     return 2;
   }
-  const numClasses = intOption(values['num-classes'], '--num-classes', 1);
-  const imgSize = intOption(values['img-size'], '--img-size', 1);
-  const seed = intOption(values.seed, '--seed', 0) ?? 0;
+  const numClasses = optionalIntFlag('--num-classes', values['num-classes'], 1);
+  const imgSize = optionalIntFlag('--img-size', values['img-size'], 1);
+  const seed = optionalIntFlag('--seed', values.seed, 0) ?? 0;
   const resolved = presetWeights({
     preset: values.preset,
     ...(values.weights ? { safetensors: await readFile(values.weights) } : {}),

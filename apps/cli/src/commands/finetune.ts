@@ -4,19 +4,16 @@ import { parseArgs } from 'node:util';
 import {
   call,
   DEFAULT_TRAINER_ADDR,
-  intFlag,
   jobJson,
-  numberFlag,
   reportError,
   stateName,
   trainerAddr,
   trainerClient,
-  UsageError,
   watchJob,
 } from './jobs';
 import { FINETUNE_FLAG_DEFAULTS, withFlagNames } from './finetune-flags';
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf, type Connection } from './connection';
-import { type CommandIo, EXIT_OK, EXIT_USAGE } from './options';
+import { type CommandIo, EXIT_OK, EXIT_USAGE, intFlag, numberFlag, UsageError } from './options';
 
 const { DistillationType, SoftNormalization, CropMode } = trainerV1Client;
 

@@ -1,10 +1,10 @@
 import { packageAndPublish, presetWeights } from '@deit-serve/packaging';
-import { DEFAULT_REGISTRY_DIR, DirectoryRegistry } from '@deit-serve/registry';
+import { DEFAULT_REGISTRY_DIR } from '@deit-serve/config';
+import { DirectoryRegistry } from '@deit-serve/registry';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { CliIo } from '../cli';
-import { intOption } from './options';
+import { type CommandIo, optionalIntFlag } from './options';
 
 export const IMPORT_USAGE = `usage: deit models import (--safetensors FILE | --random-init [--seed N]) --preset NAME
                           --labels FILE --name N [--img-size S] [--alias A] [--registry DIR]
@@ -16,7 +16,7 @@ checkpoint's re-initialises the heads. --random-init publishes timm's initialisa
 (untrained; the manifest says so), e.g. to bootstrap a registry.
 `;
 
-export async function importModelCommand(argv: string[], io: CliIo): Promise<number> {
+export async function importModelCommand(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -47,9 +47,9 @@ export async function importModelCommand(argv: string[], io: CliIo): Promise<num
     io.stderr.write('deit models import: --safetensors and --random-init exclude each other\n');
     return 2;
   }
-  const seed = intOption(values.seed, '--seed', 0) ?? 0;
+  const seed = optionalIntFlag('--seed', values.seed, 0) ?? 0;
   const labels = (await readFile(values.labels, 'utf8')).split(/\r?\n/).filter((l) => l.trim() !== '');
-  const imgSize = intOption(values['img-size'], '--img-size', 1);
+  const imgSize = optionalIntFlag('--img-size', values['img-size'], 1);
   const resolved = presetWeights({
     preset: values.preset,
     ...(values.safetensors ? { safetensors: await readFile(values.safetensors) } : {}),

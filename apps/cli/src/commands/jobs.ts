@@ -8,7 +8,7 @@ import {
   connectionOf,
   unreachableHint,
 } from './connection';
-import { type CommandIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './options';
+import { type CommandIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, intFlag, UsageError } from './options';
 import { formatTable } from './table';
 
 /** Where the trainer listens when neither `--addr` nor DEIT_TRAINER_ADDR says. */
@@ -17,9 +17,6 @@ export const DEFAULT_TRAINER_ADDR = 'localhost:50052';
 const { JobState } = trainerV1Client;
 type Job = trainerV1Client.Job;
 type Client = trainerV1Client.TrainerServiceClient;
-
-/** A wrong command line: exit 2 with the usage text. */
-export class UsageError extends Error {}
 
 const USAGE = `Usage: deit jobs <subcommand> [options]
 
@@ -144,22 +141,6 @@ export function call<T>(start: (cb: (err: ServiceError | null, res: T) => void) 
   return new Promise((resolve, reject) => {
     start((err, res) => (err ? reject(err) : resolve(res)));
   });
-}
-
-/** An integer flag ≥ min. */
-export function intFlag(flag: string, text: string, min: number): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min)
-    throw new UsageError(`${flag} must be an integer ≥ ${min}, not ${JSON.stringify(text)}`);
-  return n;
-}
-
-/** A finite number flag. */
-export function numberFlag(flag: string, text: string): number {
-  const n = Number(text);
-  if (text.trim() === '' || !Number.isFinite(n))
-    throw new UsageError(`${flag} must be a number, not ${JSON.stringify(text)}`);
-  return n;
 }
 
 const STATE_NAMES: Record<number, string> = {

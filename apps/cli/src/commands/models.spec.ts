@@ -1,9 +1,11 @@
-import { DirectoryRegistry, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, runModelsCommand } from '../src/index';
+import { DirectoryRegistry } from '@deit-serve/registry';
+import { sampleRequest, tempDir } from '@deit-serve/registry/testing';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { sampleRequest, tempDir } from './fixtures/sample';
+import { runModelsCommand } from './models';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './options';
 
 let dir: string;
 let cleanup: () => Promise<void>;

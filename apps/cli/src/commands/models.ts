@@ -1,27 +1,21 @@
+import { DEFAULT_REGISTRY_DIR } from '@deit-serve/config';
 import { DomainError, InvalidArgumentError } from '@deit-serve/core';
+import {
+  DirectoryRegistry,
+  parseModelRef,
+  type BrokenAlias,
+  type Manifest,
+  type ModelRegistry,
+  type VerifyReport,
+} from '@deit-serve/registry';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DirectoryRegistry } from '../directory/directory-registry';
-import type { Manifest } from '../manifest';
-import { parseModelRef } from '../refs';
-import type { BrokenAlias, ModelRegistry, VerifyReport } from '../storage';
-
-export interface CommandIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  env: Record<string, string | undefined>;
-}
+import { importModelCommand } from './import-model';
+import { type CommandIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, positiveIntFlag, UsageError } from './options';
+import { formatTable } from './table';
 
 /** Versions `models gc` keeps per model when `--keep` is not given. */
 export const DEFAULT_GC_KEEP = 5;
-/** Registry directory when neither `--registry` nor DEIT_REGISTRY_DIR is set (relative to the working directory). */
-export const DEFAULT_REGISTRY_DIR = './registry';
-
-export const EXIT_OK = 0;
-/** The command ran and failed (unknown ref, damaged files, ...). */
-export const EXIT_FAILURE = 1;
-/** The command line was wrong. */
-export const EXIT_USAGE = 2;
 
 const USAGE = `Usage: deit models <command> [options]
 
@@ -33,17 +27,16 @@ Commands:
   repair NAME                           rewrite damaged alias files of NAME from the alias history
   verify [REF]                          check sha256 and size of every file (all versions when no REF)
   gc [--keep N] [--dry-run]             keep the newest N versions per model (default ${DEFAULT_GC_KEEP}) and aliased ones
+  import --safetensors FILE ...         publish a timm checkpoint as a new version (deit models import --help)
 
 REF is NAME (production alias if set, else the newest version), NAME@ALIAS or NAME:VERSION.
 
 Options:
-  --registry DIR   registry directory (default: $DEIT_REGISTRY_DIR, else ${DEFAULT_REGISTRY_DIR})
+  --registry DIR   registry directory (default: $DEIT_REGISTRY_DIR, else ./${DEFAULT_REGISTRY_DIR})
   --actor WHO      recorded in the alias history (default: $DEIT_ACTOR, else user@host)
   --json           machine-readable output
   -h, --help       this text
 `;
-
-class UsageError extends Error {}
 
 const OPTIONS = {
   registry: { type: 'string' },
@@ -71,6 +64,8 @@ interface Context {
  * exiting so that the bin decides and tests can call it in-process.
  */
 export async function runModelsCommand(argv: string[], io: CommandIo): Promise<number> {
+  // `import` has its own flags (and needs the model and packaging libraries).
+  if (argv[0] === 'import') return importModelCommand(argv.slice(1), io);
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
@@ -138,17 +133,6 @@ function print(ctx: Context, text: string): void {
 
 function printJson(ctx: Context, value: unknown): void {
   ctx.io.stdout.write(JSON.stringify(value, null, 2) + '\n');
-}
-
-/** Left-aligned columns separated by two spaces; the last column is not padded. */
-export function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string =>
-    cells
-      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
 function fraction(value: number | null | undefined): string {
@@ -420,10 +404,7 @@ async function verifyCommand(ctx: Context): Promise<number> {
 async function gcCommand(ctx: Context): Promise<number> {
   positional(ctx, { min: 0, max: 0 }, '');
   const keepText = ctx.values.keep;
-  const keepLast = keepText === undefined ? DEFAULT_GC_KEEP : Number(keepText);
-  if (keepText !== undefined && !/^[1-9][0-9]*$/.test(keepText)) {
-    throw new UsageError(`--keep must be a positive integer, got ${JSON.stringify(keepText)}`);
-  }
+  const keepLast = keepText === undefined ? DEFAULT_GC_KEEP : positiveIntFlag('--keep', keepText);
   const dryRun = ctx.values['dry-run'] === true;
   const report = await ctx.registry.gc({ keepLast, dryRun });
   if (ctx.json) {
