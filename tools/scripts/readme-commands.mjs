@@ -5,18 +5,23 @@
 // both listen; every other command must exit 0, and some must print what the page says they do. A
 // command the pages gain without being listed below (run, or not run with a reason) fails the run, so an
 // example cannot break without CI failing. CI runs this (.ci/run): `node tools/scripts/readme-commands.mjs`;
-// `--list` only checks that list against the pages and prints what a run would do with each command.
+// `--list` only checks that list against the pages and prints what a run would do with each command
+// (the workspace's tests run it: tools/src/readme-commands.spec.ts).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
-const root = join(import.meta.dirname, '..', '..');
+const args = process.argv.slice(2);
+/** `--root DIR` reads the pages of another checkout (the script's own tests use a scratch copy). */
+const root = args.includes('--root')
+  ? resolve(args[args.indexOf('--root') + 1] ?? '.')
+  : join(import.meta.dirname, '..', '..');
 
 /** The pages whose shell blocks are run, in this order: the README, then its reference pages. */
 const PAGES = [
   'README.md',
-  ...readdirSync(join(root, 'docs'))
+  ...(existsSync(join(root, 'docs')) ? readdirSync(join(root, 'docs')) : [])
     .filter((name) => name.endsWith('.md'))
     .sort()
     .map((name) => `docs/${name}`),
@@ -134,7 +139,7 @@ if (stale.length > 0) {
   );
   process.exit(1);
 }
-if (process.argv.includes('--list')) {
+if (args.includes('--list')) {
   for (const { page, commands: listed } of pageCommands) {
     for (const command of listed) {
       const { skip, expect } = COMMANDS.get(command) ?? {};

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { DecodeAdmission } from '@deit-serve/preprocess';
 import type { Fallback } from './fallback';
 import { InferenceMetrics } from './metrics';
 
@@ -33,5 +34,24 @@ describe('InferenceMetrics.setFallbacks', () => {
 
     metrics.setFallbacks([]);
     expect(await gauge()).toEqual([]);
+  });
+});
+
+describe('InferenceMetrics.observeDecoding', () => {
+  it('shows running and waiting decodes per lane at each scrape', async () => {
+    const metrics = new InferenceMetrics();
+    const gate = new DecodeAdmission({ capacity: 10_000_000, largeSlots: 1 });
+    metrics.observeDecoding(gate);
+    const held = await gate.acquire(4_000_000);
+    const waiting = gate.acquire(4_000_000);
+    const small = await gate.acquire(784);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('deit_image_decodes{lane="large",state="active"} 1');
+    expect(text).toContain('deit_image_decodes{lane="large",state="queued"} 1');
+    expect(text).toContain('deit_image_decodes{lane="small",state="active"} 1');
+    held();
+    (await waiting)();
+    small();
+    expect(await metrics.registry.metrics()).toContain('deit_image_decodes{lane="large",state="active"} 0');
   });
 });

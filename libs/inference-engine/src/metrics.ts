@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { DecodeAdmission } from '@deit-serve/preprocess';
 import type { Fallback } from './fallback';
 
 const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
@@ -94,8 +95,29 @@ export class InferenceMetrics {
     registers: [this.registry],
   });
 
+  private decoding?: DecodeAdmission;
+  readonly decodes = new Gauge({
+    name: 'deit_image_decodes',
+    help: 'Image decodes running (state=active) or waiting (state=queued) per lane: small images have a lane of their own',
+    labelNames: ['lane', 'state'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const decoding = this.decoding;
+      if (decoding === undefined) return;
+      for (const lane of ['small', 'large'] as const) {
+        this.decodes.set({ lane, state: 'active' }, decoding.active(lane));
+        this.decodes.set({ lane, state: 'queued' }, decoding.queued(lane));
+      }
+    },
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Reports `decoding`'s lanes in `deit_image_decodes` at each scrape. */
+  observeDecoding(decoding: DecodeAdmission): void {
+    this.decoding = decoding;
   }
 
   /** Sets the fallback gauge to exactly `current`, counting the fallbacks that are new. */

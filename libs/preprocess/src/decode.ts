@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '@deit-serve/core';
 import sharp from 'sharp';
-import type { PixelBudget } from './pixel-budget';
+import type { DecodeGate } from './decode-admission';
 
 // libvips' operation cache keeps decoded images around for reuse a server never has; without it
 // memory stays flat under load.
@@ -39,7 +39,7 @@ export interface DecodeOptions {
   /** Formats accepted; defaults to DEFAULT_IMAGE_FORMATS. */
   formats?: readonly ImageFormat[];
   /** Shared by concurrent decodes: each holds its declared pixels while its raster is decoded. */
-  budget?: PixelBudget;
+  budget?: DecodeGate;
   /** Gives up waiting for the budget (with the signal's reason) when aborted. */
   signal?: AbortSignal;
 }

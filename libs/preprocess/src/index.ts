@@ -15,6 +15,12 @@ export {
 } from './input-spec';
 export { PixelBudget } from './pixel-budget';
 export {
+  DecodeAdmission,
+  type DecodeAdmissionOptions,
+  type DecodeGate,
+  type DecodeLane,
+} from './decode-admission';
+export {
   evalGeometry,
   normalizationTable,
   preprocess,

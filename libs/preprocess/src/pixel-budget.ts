@@ -8,12 +8,28 @@ import { DomainError } from '@deit-serve/core';
  */
 export class PixelBudget {
   private used = 0;
+  private holders = 0;
   private readonly waiting: { pixels: number; grant: () => void }[] = [];
 
-  constructor(readonly capacity: number) {
+  /**
+   * @param capacity pixels decoding at once
+   * @param maxConcurrent decodes at once, whatever their size (each occupies a libuv thread)
+   */
+  constructor(
+    readonly capacity: number,
+    readonly maxConcurrent = Number.POSITIVE_INFINITY,
+  ) {
     if (!Number.isSafeInteger(capacity) || capacity < 1) {
       throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
     }
+    if (!(maxConcurrent >= 1) || (Number.isFinite(maxConcurrent) && !Number.isSafeInteger(maxConcurrent))) {
+      throw new RangeError(`maxConcurrent must be a positive integer, got ${maxConcurrent}`);
+    }
+  }
+
+  /** Decodes holding pixels now. */
+  get active(): number {
+    return this.holders;
   }
 
   /** Pixels held now. */
@@ -34,8 +50,8 @@ export class PixelBudget {
   async acquire(pixels: number, signal?: AbortSignal): Promise<() => void> {
     if (signal?.aborted) throw abortError(signal);
     const weight = Math.min(Math.max(1, Math.ceil(pixels)), this.capacity);
-    if (this.waiting.length === 0 && this.used + weight <= this.capacity) {
-      this.used += weight;
+    if (this.waiting.length === 0 && this.fits(weight)) {
+      this.take(weight);
       return this.releaser(weight);
     }
     await new Promise<void>((resolve, reject) => {
@@ -62,19 +78,25 @@ export class PixelBudget {
       if (released) return;
       released = true;
       this.used -= weight;
+      this.holders -= 1;
       this.drain();
     };
   }
 
+  private fits(weight: number): boolean {
+    return this.used + weight <= this.capacity && this.holders < this.maxConcurrent;
+  }
+
+  private take(weight: number): void {
+    this.used += weight;
+    this.holders += 1;
+  }
+
   /** Grants waiters in order while the first one fits (first come, first served: no starvation). */
   private drain(): void {
-    for (
-      let next = this.waiting[0];
-      next && this.used + next.pixels <= this.capacity;
-      next = this.waiting[0]
-    ) {
+    for (let next = this.waiting[0]; next && this.fits(next.pixels); next = this.waiting[0]) {
       this.waiting.shift();
-      this.used += next.pixels;
+      this.take(next.pixels);
       next.grant();
     }
   }

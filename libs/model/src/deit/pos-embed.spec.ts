@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { hostTensor } from '../weights/named-weights';
 import { initDeitWeights } from './deit';
-import { reinitHeads, resamplePosEmbed } from './pos-embed';
+import { antialiasedBicubicMatrix, reinitHeads, resamplePosEmbed } from './pos-embed';
 import { DEIT_PRESETS } from './presets';
 
-describe('resamplePosEmbed (bicubic, align_corners=False, A = -0.75, no antialias)', () => {
+describe("resamplePosEmbed 'deit' (bicubic, align_corners=False, A = -0.75, no antialias)", () => {
   it('matches a hand-computed 2x2 -> 4x4 case', () => {
     // One axis, 2 -> 4, scale 0.5: sources -0.25, 0.25, 0.75, 1.25 (t = 0.75, 0.25, 0.75, 0.25).
     // Keys weights for t = 0.75: [-0.03515625, 0.26171875, 0.87890625, -0.10546875] on taps
@@ -23,7 +23,7 @@ describe('resamplePosEmbed (bicubic, align_corners=False, A = -0.75, no antialia
     const dim = 2; // channel 1 holds 10 × channel 0, to check channels stay apart
     const prefix = [0.123, -4.5, 7.25, 1e-7];
     const data = new Float32Array([...prefix, ...grid.flat().flatMap((v) => [v, 10 * v])]);
-    const out = resamplePosEmbed(hostTensor([1, 2 + 4, dim], data), 4, 4, 2);
+    const out = resamplePosEmbed(hostTensor([1, 2 + 4, dim], data), 4, 4, 2, 'deit');
     expect(out.shape).toEqual([1, 2 + 16, dim]);
     for (let i = 0; i < 4; i++) {
       for (let j = 0; j < 4; j++) {
@@ -60,6 +60,30 @@ describe('resamplePosEmbed (bicubic, align_corners=False, A = -0.75, no antialia
     expect(() => resamplePosEmbed(hostTensor([1, 2 + 6, 1], new Float32Array(8)), 4, 4)).toThrow(
       /not a square grid/,
     );
+  });
+});
+
+describe("resamplePosEmbed 'timm' (bicubic with antialias, as timm's resample_abs_pos_embed)", () => {
+  it('matches a hand-computed 2 -> 4 row: Pillow-style taps inside the input, A = -0.5, renormalised', () => {
+    // dst 0: centre 0.25, taps 0 and 1 at distances 0.25 and 1.25: Keys(A=-0.5) gives 0.8671875 and
+    // -0.0703125, which sum to 0.796875 and are divided by it.
+    const rows = antialiasedBicubicMatrix(2, 4);
+    expect(rows[0][0]).toBeCloseTo(0.8671875 / 0.796875, 12);
+    expect(rows[0][1]).toBeCloseTo(-0.0703125 / 0.796875, 12);
+    for (const row of [...rows, ...antialiasedBicubicMatrix(14, 24), ...antialiasedBicubicMatrix(24, 14)]) {
+      expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
+    }
+  });
+
+  it("differs from the DeiT repository's plain bicubic when enlarging 14x14 -> 24x24, and is the default", () => {
+    const pos = initDeitWeights(DEIT_PRESETS.deit_tiny_distilled_patch16_224, 1).get('pos_embed');
+    if (pos === undefined) throw new Error('no pos_embed');
+    const timm = resamplePosEmbed(pos, 24, 24, 2, 'timm');
+    const deit = resamplePosEmbed(pos, 24, 24, 2, 'deit');
+    expect(resamplePosEmbed(pos, 24, 24).data).toEqual(timm.data);
+    let worst = 0;
+    for (let i = 0; i < timm.data.length; i++) worst = Math.max(worst, Math.abs(timm.data[i] - deit.data[i]));
+    expect(worst).toBeGreaterThan(1e-4);
   });
 });
 

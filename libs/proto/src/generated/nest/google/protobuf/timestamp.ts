@@ -6,6 +6,10 @@
 
 /* eslint-disable */
 
+export const protobufPackage = "google.protobuf";
+
+export const protobufFileName = "google/protobuf/timestamp.proto";
+
 /**
  * A Timestamp represents a point in time independent of any time zone or local
  * calendar, encoded as a count of seconds and fractions of seconds at
@@ -113,3 +117,5 @@ export interface Timestamp {
    */
   nanos: number;
 }
+
+export const GOOGLE_PROTOBUF_PACKAGE_NAME = "google.protobuf";

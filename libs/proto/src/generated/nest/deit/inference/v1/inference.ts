@@ -10,6 +10,10 @@ import { GrpcMethod, GrpcStreamMethod } from "@nestjs/microservices";
 import { wrappers } from "protobufjs";
 import { Observable } from "rxjs";
 
+export const protobufPackage = "deit.inference.v1";
+
+export const protobufFileName = "deit/inference/v1/inference.proto";
+
 /** Which head's logits produce the prediction. */
 export enum Head {
   /** HEAD_UNSPECIFIED - Treated as HEAD_AVERAGE. */
@@ -228,6 +232,8 @@ export interface Lineage {
   /** The trainer job that produced this version, if any. */
   jobId: string;
 }
+
+export const DEIT_INFERENCE_V1_PACKAGE_NAME = "deit.inference.v1";
 
 wrappers[".google.protobuf.Timestamp"] = {
   fromObject(value: Date) {

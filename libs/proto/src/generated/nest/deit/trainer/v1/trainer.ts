@@ -10,6 +10,10 @@ import { GrpcMethod, GrpcStreamMethod } from "@nestjs/microservices";
 import { wrappers } from "protobufjs";
 import { Observable } from "rxjs";
 
+export const protobufPackage = "deit.trainer.v1";
+
+export const protobufFileName = "deit/trainer/v1/trainer.proto";
+
 export enum DistillationType {
   DISTILLATION_TYPE_UNSPECIFIED = 0,
   /** DISTILLATION_TYPE_NONE - Labels only; the distillation head gets no gradient. */
@@ -315,6 +319,8 @@ export interface JobEvent {
   /** A line for humans (checkpoint written, resumed, published, promoted...). */
   message?: string | undefined;
 }
+
+export const DEIT_TRAINER_V1_PACKAGE_NAME = "deit.trainer.v1";
 
 wrappers[".google.protobuf.Timestamp"] = {
   fromObject(value: Date) {

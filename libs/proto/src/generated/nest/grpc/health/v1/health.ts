@@ -9,6 +9,10 @@ import type { Metadata } from "@grpc/grpc-js";
 import { GrpcMethod, GrpcStreamMethod } from "@nestjs/microservices";
 import { Observable } from "rxjs";
 
+export const protobufPackage = "grpc.health.v1";
+
+export const protobufFileName = "grpc/health/v1/health.proto";
+
 /**
  * The canonical gRPC health checking protocol (grpc/grpc doc/health-checking.md), vendored unchanged in
  * wire format so that grpc-health-probe and Kubernetes' native gRPC probes can talk to our services.
@@ -30,6 +34,8 @@ export enum HealthCheckResponse_ServingStatus {
   SERVICE_UNKNOWN = 3,
   UNRECOGNIZED = -1,
 }
+
+export const GRPC_HEALTH_V1_PACKAGE_NAME = "grpc.health.v1";
 
 export interface HealthClient {
   check(request: HealthCheckRequest, metadata?: Metadata): Observable<HealthCheckResponse>;
