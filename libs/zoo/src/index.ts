@@ -4,6 +4,28 @@
  * evaluated through onnxruntime. Students are trained by the trainer's own fine-tune job.
  */
 export {
+  recipeFingerprint,
+  stageRecipe,
+  studentBudget,
+  ZOO_MODELS,
+  ZOO_PLAN,
+  ZOO_SEED,
+  ZOO_SERVING_ALIAS,
+  ZOO_STAGES,
+  ZOO_STUDENT_EPOCHS,
+  ZOO_STUDENT_PRESET,
+  ZOO_TEACHER_SPEC,
+  zooStudentSpec,
+  type StudentStage,
+  type ZooPlan,
+  type ZooStage,
+} from './recipes';
+export { runZoo, type ZooOptions } from './run-zoo';
+export { readStageRecord, type StageRecord } from './stage-record';
+export { startStageClock, ZOO_STAGE_LIMIT_SECONDS, type StageClock } from './stage-clock';
+export { countOnnxParameters, evaluateOnnx, type OnnxEvaluation } from './onnx-evaluation';
+export { evaluateZoo, renderResultsMarkdown, zooFindings, type ZooResults, type ZooRow } from './zoo-report';
+export {
   latestCheckpointPath,
   packageTeacher,
   teacherSpecHash,
@@ -13,31 +35,3 @@ export {
   type TeacherTrainingResult,
   type TeacherTrainingSpec,
 } from './teacher-training';
-export {
-  countOnnxParameters,
-  evaluateOnnx,
-  readStageRecord,
-  runZoo,
-  ZOO_MODELS,
-  ZOO_PLAN,
-  ZOO_SEED,
-  ZOO_SERVING_ALIAS,
-  ZOO_STAGES,
-  ZOO_STUDENT_EPOCHS,
-  ZOO_STUDENT_PRESET,
-  ZOO_TEACHER_SPEC,
-  recipeFingerprint,
-  startStageClock,
-  studentBudget,
-  stageRecipe,
-  ZOO_STAGE_LIMIT_SECONDS,
-  zooStudentSpec,
-  type OnnxEvaluation,
-  type StageClock,
-  type StageRecord,
-  type StudentStage,
-  type ZooOptions,
-  type ZooPlan,
-  type ZooStage,
-} from './zoo';
-export { evaluateZoo, renderResultsMarkdown, zooFindings, type ZooResults, type ZooRow } from './zoo-report';
