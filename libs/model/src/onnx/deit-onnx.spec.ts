@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { WeightMismatchError } from '../weights/validate';
 import { deitOnnxWeightShapes, exportDeitOnnx, type DeitOnnxConfig } from './deit-onnx';
 import { BATCH_DIM, ONNX_IR_VERSION, ONNX_OPSET_VERSION, OnnxIoName } from './names';
-import { decodeModel } from './proto/decode';
+import { decodeModel } from './proto/codec';
 import { readOnnxWeights } from './read-weights';
 import { randomPixels, randomWeights, referenceDeitForward } from './testing';
 
@@ -82,7 +82,7 @@ describe('exportDeitOnnx', () => {
     );
     expect(model.irVersion).toBe(ONNX_IR_VERSION);
     expect(model.opsetImport).toEqual([{ domain: '', version: ONNX_OPSET_VERSION }]);
-    const ops = new Set(model.graph?.node.map((n) => n.opType));
+    const ops = new Set(model.graph?.node?.map((n) => n.opType));
     expect(ops.has('LayerNormalization')).toBe(true);
     expect(ops.has('Erf')).toBe(true);
     expect(ops.has('Gelu')).toBe(false);

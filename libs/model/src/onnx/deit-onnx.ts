@@ -10,8 +10,7 @@
  * Neither is averaged here — the caller picks CLS, DIST or their mean (timm's eval output is the
  * mean of the two logits).
  */
-import { encodeModel } from './proto/encode';
-import { TensorDataType } from './proto/onnx-proto';
+import { encodeModel, TensorProto_DataType } from './proto/codec';
 import { buildModel, OnnxGraphBuilder } from './graph-builder';
 import { mergeMetadata, type OnnxExportOptions } from './export-options';
 import {
@@ -188,7 +187,7 @@ function buildDeitGraph(
     return g.op('Mul', [times, g.constFloat([0.5])], {}, { name: `/${scope}/Mul_1` });
   };
 
-  const pixels = g.addInput(OnnxIoName.pixelValues, TensorDataType.FLOAT, [
+  const pixels = g.addInput(OnnxIoName.pixelValues, TensorProto_DataType.FLOAT, [
     BATCH_DIM,
     config.inChans ?? 3,
     imgSize,
@@ -279,7 +278,7 @@ function buildDeitGraph(
       { transB: { int: 1 } },
       { name: `/${prefix}/Gemm`, outputs: [output] },
     );
-    g.addOutput(output, TensorDataType.FLOAT, [BATCH_DIM, numClasses]);
+    g.addOutput(output, TensorProto_DataType.FLOAT, [BATCH_DIM, numClasses]);
   };
   head(0, 'head', OnnxIoName.clsLogits);
   if (config.distilled) head(1, 'head_dist', OnnxIoName.distLogits);

@@ -1,15 +1,15 @@
 import type { HostTensor } from '../weights/named-weights';
 import { float32ToLittleEndianBytes } from '../weights/safetensors';
 import {
-  AttributeType,
-  TensorDataType,
-  type OnnxAttribute,
-  type OnnxGraph,
-  type OnnxModel,
-  type OnnxNode,
-  type OnnxTensor,
-  type OnnxValueInfo,
-} from './proto/onnx-proto';
+  AttributeProto_AttributeType,
+  TensorProto_DataType,
+  type AttributeProto,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from './proto/codec';
 
 /** Attribute values by kind; the kind is explicit because `1` could be an INT or a FLOAT. */
 export type AttributeValue =
@@ -18,7 +18,7 @@ export type AttributeValue =
   | { readonly string: string }
   | { readonly ints: readonly number[] }
   | { readonly floats: readonly number[] }
-  | { readonly tensor: OnnxTensor };
+  | { readonly tensor: TensorProto };
 
 export type Attributes = Readonly<Record<string, AttributeValue>>;
 
@@ -40,10 +40,10 @@ export interface NodeOptions {
  * exactly the model's weights.
  */
 export class OnnxGraphBuilder {
-  private readonly nodes: OnnxNode[] = [];
-  private readonly initializers: OnnxTensor[] = [];
-  private readonly inputs: OnnxValueInfo[] = [];
-  private readonly outputs: OnnxValueInfo[] = [];
+  private readonly nodes: NodeProto[] = [];
+  private readonly initializers: TensorProto[] = [];
+  private readonly inputs: ValueInfoProto[] = [];
+  private readonly outputs: ValueInfoProto[] = [];
   private readonly valueNames = new Set<string>();
   private readonly nodeNames = new Set<string>();
   private readonly constantCache = new Map<string, string>();
@@ -77,12 +77,12 @@ export class OnnxGraphBuilder {
     return this.addInitializerTensor({
       name,
       dims: [...tensor.shape],
-      dataType: TensorDataType.FLOAT,
+      dataType: TensorProto_DataType.FLOAT,
       rawData: float32ToLittleEndianBytes(tensor.data),
     });
   }
 
-  addInitializerTensor(tensor: OnnxTensor): string {
+  addInitializerTensor(tensor: TensorProto): string {
     if (tensor.name === undefined || tensor.name === '') throw new Error('an initializer needs a name');
     this.claim(tensor.name);
     this.initializers.push(tensor);
@@ -133,10 +133,12 @@ export class OnnxGraphBuilder {
 
   /** A `Constant` node holding int64 values; identical constants are shared. `dims` defaults to 1-D. */
   constInt64(values: readonly number[], dims: readonly number[] = [values.length]): string {
+    if (!values.every(Number.isSafeInteger))
+      throw new Error(`int64 constant [${values.join(', ')}]: not all integers`);
     return this.cachedConstant(`i64:${dims.join('x')}:${values.join(',')}`, () => ({
       dims: [...dims],
-      dataType: TensorDataType.INT64,
-      int64Data: values.map((v) => BigInt(v)),
+      dataType: TensorProto_DataType.INT64,
+      int64Data: [...values],
     }));
   }
 
@@ -148,12 +150,12 @@ export class OnnxGraphBuilder {
     const data = Float32Array.from(values);
     return this.cachedConstant(`f32:${dims.join('x')}:${Array.from(data).join(',')}`, () => ({
       dims: [...dims],
-      dataType: TensorDataType.FLOAT,
+      dataType: TensorProto_DataType.FLOAT,
       rawData: new Uint8Array(float32ToLittleEndianBytes(data)),
     }));
   }
 
-  build(): OnnxGraph {
+  build(): GraphProto {
     return {
       name: this.name,
       node: [...this.nodes],
@@ -164,7 +166,7 @@ export class OnnxGraphBuilder {
     };
   }
 
-  private cachedConstant(key: string, make: () => OnnxTensor): string {
+  private cachedConstant(key: string, make: () => TensorProto): string {
     const hit = this.constantCache.get(key);
     if (hit !== undefined) return hit;
     const out = this.op('Constant', [], { value: { tensor: make() } }, { name: '/Constant' });
@@ -190,7 +192,7 @@ export interface ModelOptions {
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
-export function buildModel(graph: OnnxGraph, options: ModelOptions): OnnxModel {
+export function buildModel(graph: GraphProto, options: ModelOptions): ModelProto {
   return {
     irVersion: options.irVersion,
     opsetImport: [{ domain: '', version: options.opsetVersion }],
@@ -209,7 +211,7 @@ function freshName(taken: Set<string>, hint: string): string {
   return name;
 }
 
-function valueInfo(name: string, elemType: number, shape: readonly Dim[]): OnnxValueInfo {
+function valueInfo(name: string, elemType: number, shape: readonly Dim[]): ValueInfoProto {
   return {
     name,
     type: {
@@ -221,27 +223,20 @@ function valueInfo(name: string, elemType: number, shape: readonly Dim[]): OnnxV
   };
 }
 
-function toAttribute(name: string, v: AttributeValue): OnnxAttribute {
-  const a: OnnxAttribute = {
-    name,
-    type: AttributeType.UNDEFINED,
-    floats: [],
-    ints: [],
-    strings: [],
-    tensors: [],
-    graphs: [],
-  };
+function toAttribute(name: string, v: AttributeValue): AttributeProto {
+  const a = { name };
   if ('int' in v) {
     if (!Number.isSafeInteger(v.int)) throw new Error(`attribute ${name}: ${v.int} is not an integer`);
-    return { ...a, type: AttributeType.INT, i: v.int };
+    return { ...a, type: AttributeProto_AttributeType.INT, i: v.int };
   }
-  if ('float' in v) return { ...a, type: AttributeType.FLOAT, f: v.float };
-  if ('string' in v) return { ...a, type: AttributeType.STRING, s: new TextEncoder().encode(v.string) };
+  if ('float' in v) return { ...a, type: AttributeProto_AttributeType.FLOAT, f: v.float };
+  if ('string' in v)
+    return { ...a, type: AttributeProto_AttributeType.STRING, s: new TextEncoder().encode(v.string) };
   if ('ints' in v) {
     if (!v.ints.every(Number.isSafeInteger))
       throw new Error(`attribute ${name}: [${v.ints.join(', ')}] are not all integers`);
-    return { ...a, type: AttributeType.INTS, ints: [...v.ints] };
+    return { ...a, type: AttributeProto_AttributeType.INTS, ints: [...v.ints] };
   }
-  if ('floats' in v) return { ...a, type: AttributeType.FLOATS, floats: [...v.floats] };
-  return { ...a, type: AttributeType.TENSOR, t: v.tensor };
+  if ('floats' in v) return { ...a, type: AttributeProto_AttributeType.FLOATS, floats: [...v.floats] };
+  return { ...a, type: AttributeProto_AttributeType.TENSOR, t: v.tensor };
 }

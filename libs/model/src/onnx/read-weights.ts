@@ -5,13 +5,13 @@ import {
   float16BitsToNumber,
   type SafetensorsFloatDtype,
 } from '../weights/safetensors';
-import { decodeModel } from './proto/decode';
 import {
-  TENSOR_DATA_LOCATION_EXTERNAL,
-  TensorDataType,
-  type OnnxTensor,
-  type OnnxValueInfo,
-} from './proto/onnx-proto';
+  decodeModel,
+  TensorProto_DataLocation,
+  TensorProto_DataType,
+  type TensorProto,
+  type ValueInfoProto,
+} from './proto/codec';
 
 export interface OnnxValueSummary {
   readonly name: string;
@@ -56,58 +56,60 @@ export function readOnnxWeights(bytes: Uint8Array): OnnxWeights {
   if (graph === undefined) throw new Error('ONNX model has no graph');
   const weights: NamedWeights = new Map();
   const ignored: IgnoredInitializer[] = [];
-  graph.initializer.forEach((t, index) => {
+  (graph.initializer ?? []).forEach((t, index) => {
     const name = t.name ?? '';
     if (name === '') throw new Error(`ONNX initializer #${index} has no name`);
     if (HELPER_PREFIXES.some((p) => name.startsWith(p))) {
       ignored.push({ name, reason: 'helper constant' });
       return;
     }
-    const dtype = FLOAT_TYPES.get(t.dataType);
+    const dataType = t.dataType ?? TensorProto_DataType.UNDEFINED;
+    const dtype = FLOAT_TYPES.get(dataType);
     if (dtype === undefined) {
-      ignored.push({ name, reason: `non-float data type ${t.dataType}` });
+      ignored.push({ name, reason: `non-float data type ${dataType}` });
       return;
     }
     if (weights.has(name)) throw new Error(`ONNX initializer "${name}" appears twice`);
-    weights.set(name, hostTensor(t.dims, tensorFloats(t, name, dtype)));
+    weights.set(name, hostTensor(t.dims ?? [], tensorFloats(t, name, dtype)));
   });
   const metadata: Record<string, string> = {};
-  for (const { key, value } of model.metadataProps) metadata[key] = value;
+  for (const { key, value } of model.metadataProps ?? []) metadata[key ?? ''] = value ?? '';
   return {
     weights,
     metadata,
-    inputs: graph.input.filter((i) => !weights.has(i.name)).map(summarize),
-    outputs: graph.output.map(summarize),
+    inputs: (graph.input ?? []).filter((i) => !weights.has(i.name ?? '')).map(summarize),
+    outputs: (graph.output ?? []).map(summarize),
     ignored,
     irVersion: model.irVersion,
-    opsetVersion: model.opsetImport.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx')?.version,
+    opsetVersion: model.opsetImport?.find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx')?.version,
   };
 }
 
 const FLOAT_TYPES: ReadonlyMap<number, SafetensorsFloatDtype> = new Map([
-  [TensorDataType.FLOAT, 'F32'],
-  [TensorDataType.FLOAT16, 'F16'],
-  [TensorDataType.BFLOAT16, 'BF16'],
-  [TensorDataType.DOUBLE, 'F64'],
+  [TensorProto_DataType.FLOAT, 'F32'],
+  [TensorProto_DataType.FLOAT16, 'F16'],
+  [TensorProto_DataType.BFLOAT16, 'BF16'],
+  [TensorProto_DataType.DOUBLE, 'F64'],
 ]);
 
 const BYTES_PER: Readonly<Record<SafetensorsFloatDtype, number>> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
 
-function tensorFloats(t: OnnxTensor, name: string, dtype: SafetensorsFloatDtype): Float32Array {
-  if (t.dataLocation === TENSOR_DATA_LOCATION_EXTERNAL) {
+function tensorFloats(t: TensorProto, name: string, dtype: SafetensorsFloatDtype): Float32Array {
+  if (t.dataLocation === TensorProto_DataLocation.EXTERNAL) {
     throw new Error(`ONNX initializer "${name}" uses external data, which is not supported`);
   }
-  const n = numel(t.dims);
+  const dims = t.dims ?? [];
+  const n = numel(dims);
   let out: Float32Array;
   if (t.rawData !== undefined) {
     if (t.rawData.length !== n * BYTES_PER[dtype]) {
       throw new Error(
-        `ONNX initializer "${name}": raw_data has ${t.rawData.length} bytes, dims [${t.dims.join(', ')}] need ${n * BYTES_PER[dtype]}`,
+        `ONNX initializer "${name}": raw_data has ${t.rawData.length} bytes, dims [${dims.join(', ')}] need ${n * BYTES_PER[dtype]}`,
       );
     }
     out = decodeFloats(t.rawData, dtype);
   } else if (dtype === 'F32') {
-    out = t.floatData ?? new Float32Array(0);
+    out = Float32Array.from(t.floatData ?? []);
   } else if (dtype === 'F64') {
     out = Float32Array.from(t.doubleData ?? []);
   } else {
@@ -119,17 +121,20 @@ function tensorFloats(t: OnnxTensor, name: string, dtype: SafetensorsFloatDtype)
   }
   if (out.length !== n) {
     throw new Error(
-      `ONNX initializer "${name}": ${out.length} values for dims [${t.dims.join(', ')}] (${n} expected)`,
+      `ONNX initializer "${name}": ${out.length} values for dims [${dims.join(', ')}] (${n} expected)`,
     );
   }
   return out;
 }
 
-function summarize(v: OnnxValueInfo): OnnxValueSummary {
+function summarize(v: ValueInfoProto): OnnxValueSummary {
   const tensor = v.type?.tensorType;
   return {
-    name: v.name,
+    name: v.name ?? '',
     elemType: tensor?.elemType,
-    shape: tensor?.shape === undefined ? null : tensor.shape.dim.map((d) => d.dimValue ?? d.dimParam ?? null),
+    shape:
+      tensor?.shape === undefined
+        ? null
+        : (tensor.shape.dim ?? []).map((d) => d.dimValue ?? d.dimParam ?? null),
   };
 }

@@ -2,7 +2,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { numel } from '../weights/named-weights';
 import { BATCH_DIM, OnnxIoName } from './names';
-import { decodeModel } from './proto/decode';
+import { decodeModel } from './proto/codec';
 import { readOnnxWeights } from './read-weights';
 import {
   exportRegNetYOnnx,
@@ -138,8 +138,8 @@ describe('exportRegNetYOnnx', () => {
     const weights = randomWeights(regnetYOnnxWeightShapes(tiny), 12);
     const bytes = exportRegNetYOnnx(tiny, weights);
     const graph = decodeModel(bytes).graph;
-    const bn = graph?.node.find((n) => n.opType === 'BatchNormalization');
-    expect(bn?.input.slice(1)).toEqual([
+    const bn = graph?.node?.find((n) => n.opType === 'BatchNormalization');
+    expect(bn?.input?.slice(1)).toEqual([
       'stem.bn.weight',
       'stem.bn.bias',
       'stem.bn.running_mean',

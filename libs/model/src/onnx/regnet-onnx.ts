@@ -10,8 +10,7 @@
  * BatchNormalization keeps timm's four tensors (weight, bias, running_mean, running_var) as
  * initializers; onnxruntime folds them into the convolutions at load.
  */
-import { encodeModel } from './proto/encode';
-import { TensorDataType } from './proto/onnx-proto';
+import { encodeModel, TensorProto_DataType } from './proto/codec';
 import { buildModel, OnnxGraphBuilder } from './graph-builder';
 import { mergeMetadata, type OnnxExportOptions } from './export-options';
 import {
@@ -197,7 +196,7 @@ function buildRegNetGraph(
   };
   const relu = (x: string, scope: string): string => g.op('Relu', [x], {}, { name: `/${scope}/Relu` });
 
-  const pixels = g.addInput(OnnxIoName.pixelValues, TensorDataType.FLOAT, [
+  const pixels = g.addInput(OnnxIoName.pixelValues, TensorProto_DataType.FLOAT, [
     BATCH_DIM,
     config.inChans ?? 3,
     config.imgSize,
@@ -238,7 +237,7 @@ function buildRegNetGraph(
     { transB: { int: 1 } },
     { name: '/head/fc/Gemm', outputs: [OnnxIoName.logits] },
   );
-  g.addOutput(OnnxIoName.logits, TensorDataType.FLOAT, [BATCH_DIM, config.numClasses]);
+  g.addOutput(OnnxIoName.logits, TensorProto_DataType.FLOAT, [BATCH_DIM, config.numClasses]);
   return g.build();
 }
 
