@@ -1,3 +1,4 @@
+import { DEFAULT_REGISTRY_DIR } from '@deit-serve/config';
 import { ZOO_STAGES, type ZooStage } from '@deit-serve/zoo';
 
 export interface ZooArgs {
@@ -22,7 +23,7 @@ resumes from its last checkpoint.
 Stages: ${ZOO_STAGES.join(', ')} (default: all, in this order), or "evaluate" to only re-evaluate.
 
 Options:
-  --registry DIR   registry to publish to (default: $DEIT_REGISTRY_DIR, else ./registry)
+  --registry DIR   registry to publish to (default: $DEIT_REGISTRY_DIR, else ./${DEFAULT_REGISTRY_DIR})
   --records DIR    finished-stage records (default: ./zoo)
   --work DIR       checkpoints (default: ./var/zoo)
   --dataset DIR    Fashion-MNIST IDX files (default: /usr/share/datasets/fashion-mnist)
@@ -56,7 +57,7 @@ export function parseZooArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Z
         ? ZOO_STAGES
         : ZOO_STAGES.filter((s) => stages.includes(s)),
     evaluateOnly,
-    registryDir: values['--registry'] ?? env['DEIT_REGISTRY_DIR'] ?? 'registry',
+    registryDir: values['--registry'] ?? env['DEIT_REGISTRY_DIR'] ?? DEFAULT_REGISTRY_DIR,
     recordsDir: values['--records'] ?? 'zoo',
     workDir: values['--work'] ?? 'var/zoo',
     ...(values['--dataset'] !== undefined && { datasetDir: values['--dataset'] }),
