@@ -52,6 +52,23 @@ describe('@nx/enforce-module-boundaries is live', () => {
     expect(errors.join('\n')).toMatch(/type:proto/);
   });
 
+  it('rejects the model library importing the training library', async () => {
+    const errors = await boundaryErrors(
+      'libs/model/src/__boundary_probe__.ts',
+      "import * as training from '@deit-serve/training';\nexport const probe = training;\n",
+    );
+    // Reported as a cycle (training imports model) before the scope:shared rule is reached.
+    expect(errors.join('\n')).toMatch(/Circular dependency between "model" and "training"|scope:shared/);
+  });
+
+  it('rejects the inference side importing the training library', async () => {
+    const errors = await boundaryErrors(
+      'libs/inference-engine/src/__boundary_probe__.ts',
+      "import * as training from '@deit-serve/training';\nexport const probe = training;\n",
+    );
+    expect(errors.join('\n')).toMatch(/scope:inference.*can only depend on libs tagged with/);
+  });
+
   it('accepts an app importing a library', async () => {
     const errors = await boundaryErrors(
       'apps/inference/src/__boundary_probe__.ts',
