@@ -4,7 +4,10 @@
 #      references of the preprocessing and data set agreement tests (PyPI);
 #   2. the pinned deploy tools (kustomize, k6, grpcurl, kubernetes-validate, dockerfile-lint; Go module
 #      proxy and PyPI) that the deploy/ tests and the reflection end-to-end tests use;
-#   3. Fashion-MNIST from Debian (dataset-fashion-mnist), which the trainer's end-to-end tests train on.
+#   3. Fashion-MNIST from Debian (dataset-fashion-mnist), which the trainer's end-to-end tests train on;
+#   4. reports/.venv-timm: timm pinned in tools/python-timm-requirements.txt on Debian's PyTorch
+#      (python3-torch: PyPI's torch wheels pull in gigabytes of CUDA), the reference of the test that
+#      a checkpoint loaded at another image size computes what timm computes.
 # A step that cannot run here says which tests it leaves skipped, and the tests still run.
 # DEIT_TEST_SETUP=0 skips this script (npm test then runs with whatever is installed).
 set -uo pipefail
@@ -40,5 +43,27 @@ elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null &&
 else
   echo "test setup: NOT READY: Fashion-MNIST (as root: apt-get install dataset-fashion-mnist);" \
     "the trainer's end-to-end fine-tune tests will fail without it"
+fi
+
+timm_venv=reports/.venv-timm
+timm_stamp="$timm_venv/.requirements.sha256"
+timm_want="$(sha256sum tools/python-timm-requirements.txt | cut -d' ' -f1)"
+debian_torch() { /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1; }
+if [ "$(cat "$timm_stamp" 2>/dev/null)" = "$timm_want" ] && debian_torch; then
+  echo "test setup: $timm_venv up to date"
+else
+  if ! debian_torch && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-torchvision; } \
+      >reports/test-setup-torch.log 2>&1
+  fi
+  if debian_torch && { [ -x "$timm_venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$timm_venv"; } &&
+    "$timm_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      -r tools/python-timm-requirements.txt >>reports/test-setup-torch.log 2>&1; then
+    echo "$timm_want" >"$timm_stamp"
+    echo "test setup: $timm_venv ready (timm on Debian's python3-torch)"
+  else
+    echo "test setup: NOT READY: $timm_venv (as root: apt-get install python3-torch python3-torchvision;" \
+      "see reports/test-setup-torch.log); the timm-resolution reference test of libs/packaging will be skipped"
+  fi
 fi
 exit 0

@@ -8,6 +8,7 @@ import {
   isDeitPresetName,
   isRegNetPresetName,
   type NamedWeights,
+  type PosEmbedResampling,
   REGNET_PRESET_NAMES,
   readSafetensors,
   resolveDeitConfig,
@@ -24,6 +25,8 @@ export interface PresetWeightsRequest {
   numClasses?: number;
   imgSize?: number;
   seed?: number;
+  /** How a checkpoint's `pos_embed` is resampled to another `imgSize` (default `timm`). */
+  posEmbedResampling?: PosEmbedResampling;
 }
 
 export interface PresetWeights {
@@ -74,7 +77,7 @@ export function presetWeights(request: PresetWeightsRequest): PresetWeights {
     });
     let weights = loaded;
     let changes: string[] = [];
-    if (weights) ({ weights, changes } = adaptDeitWeights(config, weights, seed));
+    if (weights) ({ weights, changes } = adaptDeitWeights(config, weights, seed, request.posEmbedResampling));
     weights ??= initDeitWeights(config, seed);
     validateDeitWeights(config, weights);
     return {

@@ -41,7 +41,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { AVERAGE_HEAD_WEIGHT, deriveSeed, Rng, type HeadChoice } from '@deit-serve/core';
 import { hostTensor, numel, type HostTensor, type NamedWeights } from '../weights/named-weights';
 import { layerNorm, linear, linearGelu, patchify, selfAttention } from './layers';
-import { reinitHeads, resamplePosEmbed, truncNormalTensor } from './pos-embed';
+import { type PosEmbedResampling, reinitHeads, resamplePosEmbed, truncNormalTensor } from './pos-embed';
 import {
   DEIT_PRESETS,
   gridSize,
@@ -261,13 +261,15 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 
 /**
  * Adapts checkpoint weights to `config` where DeiT fine-tuning does: a different `pos_embed` grid is
- * resampled bicubically, a different class count re-initialises both heads (seeded). Anything else
- * is left for validation to report. `changes` describes what was done.
+ * resampled (`resampling`: `timm`, antialiased bicubic as timm loads a checkpoint at another size, by
+ * default; or the DeiT repository's plain bicubic), a different class count re-initialises both heads
+ * (seeded). Anything else is left for validation to report. `changes` describes what was done.
  */
 export function adaptDeitWeights(
   config: DeitConfig,
   weights: NamedWeights,
   seed = 0,
+  resampling: PosEmbedResampling = 'timm',
 ): { weights: NamedWeights; changes: string[] } {
   let adapted = weights;
   const changes: string[] = [];
@@ -278,9 +280,11 @@ export function adaptDeitWeights(
     const oldPatches = pos.shape[1] - prefix;
     if (oldPatches !== grid * grid) {
       adapted = new Map(adapted);
-      adapted.set('pos_embed', resamplePosEmbed(pos, grid, grid, prefix));
+      adapted.set('pos_embed', resamplePosEmbed(pos, grid, grid, prefix, resampling));
       const oldSide = Math.round(Math.sqrt(oldPatches));
-      changes.push(`pos_embed resampled from a ${oldSide}x${oldSide} to a ${grid}x${grid} grid`);
+      changes.push(
+        `pos_embed resampled from a ${oldSide}x${oldSide} to a ${grid}x${grid} grid (${resampling} bicubic)`,
+      );
     }
   }
   const head = weights.get('head.weight');

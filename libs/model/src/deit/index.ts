@@ -21,9 +21,13 @@ export {
   type DeitParameterSpec,
 } from './deit';
 export {
+  antialiasedBicubicMatrix,
   bicubicMatrix,
   BICUBIC_A,
+  BICUBIC_AA_A,
   HEAD_PARAMETER_NAMES,
+  POS_EMBED_RESAMPLINGS,
+  type PosEmbedResampling,
   reinitHeads,
   resamplePosEmbed,
   truncNormalTensor,

@@ -42,19 +42,75 @@ export function bicubicMatrix(inSize: number, outSize: number, a = BICUBIC_A): F
   return rows;
 }
 
+/** Keys' coefficient of PyTorch's antialiased bicubic (`antialias=True`), the same as Pillow's. */
+export const BICUBIC_AA_A = -0.5;
+
+function cubicKernel(x: number, a: number): number {
+  const ax = Math.abs(x);
+  if (ax < 1) return cubicNear(ax, a);
+  if (ax < 2) return cubicFar(ax, a);
+  return 0;
+}
+
 /**
- * Resample a `pos_embed` [1, prefix + g·g, D] to a new grid, returning [1, prefix + newH·newW, D].
- *
- * Bicubic like the DeiT repository's fine-tuning code (PyTorch `F.interpolate`, align_corners=False,
- * A = −0.75, **no antialias**; timm's `resample_abs_pos_embed` would antialias when shrinking). The
- * prefix tokens (cls, dist) are copied bit-for-bit. The old grid must be square. Computed in float64,
- * rounded once to float32.
+ * Interpolation matrix [outSize][inSize] of PyTorch `F.interpolate(mode='bicubic', antialias=True,
+ * align_corners=False)` along one axis (Pillow's separable resampling): the output pixel's centre
+ * (dst + 0.5) · in/out is covered by a kernel of support 2 · max(in/out, 1) input pixels, with
+ * A = −0.5 and the kernel stretched by in/out when shrinking; taps outside the input are dropped (not
+ * clamped) and the remaining weights renormalised to sum to 1.
+ */
+export function antialiasedBicubicMatrix(inSize: number, outSize: number): Float64Array[] {
+  const scale = inSize / outSize;
+  const support = 2 * Math.max(scale, 1);
+  const invScale = scale >= 1 ? 1 / scale : 1;
+  const rows: Float64Array[] = [];
+  for (let dst = 0; dst < outSize; dst++) {
+    const center = scale * (dst + 0.5);
+    const first = Math.max(Math.trunc(center - support + 0.5), 0);
+    const end = Math.min(Math.trunc(center + support + 0.5), inSize);
+    const row = new Float64Array(inSize);
+    let total = 0;
+    for (let j = first; j < end; j++) {
+      const w = cubicKernel((j - center + 0.5) * invScale, BICUBIC_AA_A);
+      row[j] = w;
+      total += w;
+    }
+    if (total !== 0) for (let j = first; j < end; j++) row[j] /= total;
+    rows.push(row);
+  }
+  return rows;
+}
+
+/**
+ * How a `pos_embed` grid is resampled to another resolution:
+ * - `timm`: what timm computes when it loads a checkpoint at another size (`resample_abs_pos_embed`,
+ *   the default of its checkpoint filter): bicubic with antialias (see antialiasedBicubicMatrix);
+ * - `deit`: the DeiT repository's fine-tuning code: plain bicubic, A = −0.75 (see bicubicMatrix).
+ * The two differ even when enlarging, because the kernels differ.
+ */
+export type PosEmbedResampling = 'timm' | 'deit';
+export const POS_EMBED_RESAMPLINGS: readonly PosEmbedResampling[] = ['timm', 'deit'];
+
+function resamplingMatrix(method: PosEmbedResampling, inSize: number, outSize: number): Float64Array[] {
+  switch (method) {
+    case 'timm':
+      return antialiasedBicubicMatrix(inSize, outSize);
+    case 'deit':
+      return bicubicMatrix(inSize, outSize);
+  }
+}
+
+/**
+ * Resample a `pos_embed` [1, prefix + g·g, D] to a new grid, returning [1, prefix + newH·newW, D],
+ * with `method` (default `timm`, see PosEmbedResampling). The prefix tokens (cls, dist) are copied
+ * bit-for-bit. The old grid must be square. Computed in float64, rounded once to float32.
  */
 export function resamplePosEmbed(
   posEmbed: HostTensor,
   newGridH: number,
   newGridW: number,
   numPrefixTokens = 2,
+  method: PosEmbedResampling = 'timm',
 ): HostTensor {
   const [one, tokens, dim] = posEmbed.shape;
   if (posEmbed.shape.length !== 3 || one !== 1) {
@@ -78,8 +134,8 @@ export function resamplePosEmbed(
   const out = new Float32Array((numPrefixTokens + newGridH * newGridW) * dim);
   out.set(src.subarray(0, numPrefixTokens * dim), 0);
 
-  const rowsH = bicubicMatrix(oldSide, newGridH);
-  const rowsW = bicubicMatrix(oldSide, newGridW);
+  const rowsH = resamplingMatrix(method, oldSide, newGridH);
+  const rowsW = resamplingMatrix(method, oldSide, newGridW);
   const gridOffset = numPrefixTokens * dim;
   // Along W first: tmp[oy][nx][d], then along H.
   const tmp = new Float64Array(oldSide * newGridW * dim);
