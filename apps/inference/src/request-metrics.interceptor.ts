@@ -43,7 +43,7 @@ export class RequestMetricsInterceptor implements NestInterceptor {
   }
 
   private count(method: string, code: status): void {
-    this.metrics.requests.inc({ method, code: status[code] ?? String(code) });
+    this.metrics.countRequest(method, code);
   }
 }
 

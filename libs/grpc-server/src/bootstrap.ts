@@ -19,6 +19,7 @@ import {
 import { type AccessRules, authInterceptor, exposeRepeatedAuthorization, TokenAuthenticator } from './auth';
 import { GrpcExceptionFilter } from './errors';
 import { undecodableRequestInterceptor } from './undecodable';
+import { type RefusalListener, refusalInterceptors } from './refusals';
 import { applyFlowControlWindow } from './flow-control';
 import { HealthPortModule } from './health';
 import { loadServerSecurity, type SecurityConfig, type ServerSecurity } from './security';
@@ -49,6 +50,11 @@ export interface GrpcServiceOptions {
    * requests — tensors — then arrive in one round trip instead of one per 64 KiB (flow-control.ts).
    */
   flowControlWindowBytes?: number;
+  /**
+   * Told of each call refused below the handlers (authentication, an undecodable or oversized
+   * message), so that request counts include them.
+   */
+  onRefused?: RefusalListener;
 }
 
 /** The root of a service whose health is also served on its own port. */
@@ -79,6 +85,7 @@ export async function createGrpcMicroservice(
       }
     : module;
   const credentials = options.security?.tls?.credentials ?? options.credentials;
+  const refusals = options.onRefused ? refusalInterceptors(options.onRefused) : undefined;
   const app = await NestFactory.createMicroservice<MicroserviceOptions>(root, {
     logger: options.logLevels ?? ['error', 'warn', 'log'],
     // Start-up errors reach the caller (main() reports them and exits) instead of Nest's process.exit.
@@ -94,10 +101,12 @@ export async function createGrpcMicroservice(
         ...options.channelOptions,
         // Server interceptors see every call of every service (reflection too) before its handler.
         interceptors: [
+          ...(refusals ? [refusals.innermost] : []),
           ...(authenticator
             ? [authInterceptor(authenticator, options.access ?? {}, new Logger('auth'))]
             : []),
           undecodableRequestInterceptor(),
+          ...(refusals ? [refusals.outermost] : []),
         ],
       },
       gracefulShutdown: true,

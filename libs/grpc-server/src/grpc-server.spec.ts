@@ -37,6 +37,7 @@ describe('gRPC service skeleton (health, reflection, error mapping)', () => {
   let client: healthV1Client.HealthClient;
   let health: HealthStatus;
   let address: string;
+  const refused: [string, status][] = [];
 
   beforeAll(async () => {
     const port = await freePort();
@@ -49,6 +50,7 @@ describe('gRPC service skeleton (health, reflection, error mapping)', () => {
       maxMessageBytes: 1 << 20,
       reflection: true,
       logLevels: ['error'],
+      onRefused: (path, code) => refused.push([path, code]),
     });
     health = app.get(HealthStatus);
     health.set('', S.NOT_SERVING);
@@ -73,6 +75,8 @@ describe('gRPC service skeleton (health, reflection, error mapping)', () => {
     const err = (await check('no.such.Service').catch((e: unknown) => e)) as ServiceError;
     expect(err.code).toBe(status.NOT_FOUND);
     expect(err.details).toMatch(/unknown service "no.such.Service"/);
+    // The handler answered these: they are not refusals below the handler.
+    expect(refused).toEqual([]);
   });
 
   it('streams status changes on Watch, starting with the current one', async () => {
@@ -112,6 +116,31 @@ describe('gRPC service skeleton (health, reflection, error mapping)', () => {
     expect(error.details).toMatch(
       /^the request is not a valid grpc\.health\.v1\.HealthCheckRequest protobuf message \(.+\)$/,
     );
+    expect(refused).toContainEqual(['/grpc.health.v1.Health/Check', status.INVALID_ARGUMENT]);
+  });
+
+  it('reports calls refused below the handler (undecodable, oversized) to onRefused, once each', async () => {
+    refused.length = 0;
+    const raw = new Client(address, credentials.createInsecure());
+    const send = (bytes: Buffer) =>
+      new Promise<ServiceError>((resolve, reject) =>
+        raw.makeUnaryRequest(
+          '/grpc.health.v1.Health/Check',
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          bytes,
+          (err) => (err ? resolve(err) : reject(new Error('accepted'))),
+        ),
+      );
+    // grpc-js refuses a message over maxMessageBytes itself, before any interceptor sees it.
+    const oversize = await send(Buffer.alloc((1 << 20) + 16));
+    expect(oversize.code).toBe(status.RESOURCE_EXHAUSTED);
+    await send(Buffer.from([0x0a, 0x7f, 0x61]));
+    raw.close();
+    expect(refused).toEqual([
+      ['/grpc.health.v1.Health/Check', status.RESOURCE_EXHAUSTED],
+      ['/grpc.health.v1.Health/Check', status.INVALID_ARGUMENT],
+    ]);
   });
 
   it('serves reflection listing the health service', async () => {

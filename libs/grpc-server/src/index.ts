@@ -8,6 +8,7 @@ export {
   TokenAuthenticator,
 } from './auth';
 export { createGrpcMicroservice, logLevelsUpTo, securityOptions, type GrpcServiceOptions } from './bootstrap';
+export { refusalInterceptors, type RefusalListener } from './refusals';
 export { GrpcExceptionFilter, toGrpcError, type GrpcError } from './errors';
 export { applyFlowControlWindow, MAX_FLOW_CONTROL_WINDOW } from './flow-control';
 export { applyHeapGrowth } from './heap-growth';

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { status } from '@grpc/grpc-js';
 import type { DecodeAdmission } from '@deit-serve/preprocess';
 import type { Fallback } from './fallback';
 
@@ -115,6 +116,16 @@ export class InferenceMetrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
+  /** Counts one request in `deit_requests_total` under its proto method name and status code's name. */
+  countRequest(method: string, code: number): void {
+    this.requests.inc({ method, code: grpcCodeName(code) });
+  }
+
+  /** Counts a call refused below its handler; `path` is `/package.Service/Method`. */
+  countRefusal(path: string, code: number): void {
+    this.countRequest(path.slice(path.lastIndexOf('/') + 1), code);
+  }
+
   /** Reports `decoding`'s lanes in `deit_image_decodes` at each scrape. */
   observeDecoding(decoding: DecodeAdmission): void {
     this.decoding = decoding;
@@ -165,4 +176,8 @@ export class InferenceMetrics {
     });
     return server;
   }
+}
+
+function grpcCodeName(code: number): string {
+  return (status as unknown as Record<number, string | undefined>)[code] ?? String(code);
 }
