@@ -7,7 +7,9 @@
  * A protected alias moved for a caller without `admin` is judged on the incumbent's own set instead
  * (protected-promotion.ts): the caller chooses the job's evaluation set, so a gain there proves nothing.
  */
+import { headLogits } from '@deit-serve/core';
 import type { ImageDataset } from '@deit-serve/datasets';
+import { inputSpecFromManifest } from '@deit-serve/preprocess';
 import { labelsInOrder, type Manifest, type Metrics, type ModelRegistry } from '@deit-serve/registry';
 import { OnnxModelSession } from '@deit-serve/runtime';
 import type { PromotionPolicy } from '@deit-serve/trainer-engine';
@@ -131,25 +133,17 @@ export async function evaluateVersion(
     return await top1Of(
       async (pixels, dims) => {
         const out = await session.run({ [input.name]: { data: pixels, dims } });
-        const heads = outputs.map((name) => {
+        const [cls, dist] = outputs.map((name) => {
           const data = out[name]?.data;
           if (data === undefined) throw new Error(`${options.model}:${version} did not return ${name}`);
           return data;
         });
-        const sum = new Float32Array(heads[0]?.length ?? 0);
-        for (const h of heads) for (let i = 0; i < sum.length; i++) sum[i] += h[i] / heads.length;
-        return sum;
+        return headLogits('average', cls, dist);
       },
       dataset,
       {
         batchSize: 64,
-        inputSpec: {
-          imageSize: input.image_size,
-          mean: input.mean,
-          std: input.std,
-          interpolation: input.interpolation,
-          cropPct: input.crop_pct,
-        },
+        inputSpec: inputSpecFromManifest(input),
         ...(options.signal !== undefined && { signal: options.signal }),
       },
     );

@@ -1,5 +1,5 @@
 import { FailedPreconditionError, IntegrityError } from '@deit-serve/core';
-import type { InputSpec } from '@deit-serve/preprocess';
+import { inputSpecFromManifest, type InputSpec } from '@deit-serve/preprocess';
 import { decodeTensor, labelsInOrder, type LoadedVersion, type Manifest } from '@deit-serve/registry';
 import {
   type ClassifierItem,
@@ -92,14 +92,7 @@ export class LoadedModel {
     }
     try {
       const input = manifest.input;
-      const spec: InputSpec = {
-        imageSize: input.image_size,
-        channels: input.channels === 1 ? 1 : 3,
-        mean: input.mean,
-        std: input.std,
-        interpolation: input.interpolation,
-        cropPct: input.crop_pct,
-      };
+      const spec = inputSpecFromManifest(input);
       const names = {
         input: input.name,
         cls: manifest.outputs.cls,

@@ -7,11 +7,13 @@ export {
   type ImageFormat,
 } from './decode';
 export {
+  inputSpecFromManifest,
   INTERPOLATIONS,
   MAX_IMAGE_SIZE,
   validateInputSpec,
   type InputSpec,
   type Interpolation,
+  type ManifestInput,
 } from './input-spec';
 export { PixelBudget } from './pixel-budget';
 export {

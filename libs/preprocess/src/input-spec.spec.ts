@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '@deit-serve/core';
 import { describe, expect, it } from 'vitest';
-import { validateInputSpec } from './input-spec';
+import { inputSpecFromManifest, validateInputSpec } from './input-spec';
 
 const DEIT = {
   imageSize: 224,
@@ -59,5 +59,30 @@ describe('validateInputSpec', () => {
       /std must be an array of finite numbers/,
     );
     expect(() => validateInputSpec(null)).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('inputSpecFromManifest', () => {
+  const manifestInput = {
+    name: 'pixel_values',
+    image_size: 224,
+    channels: 3,
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+    interpolation: 'bicubic' as const,
+    crop_pct: 0.9,
+  };
+
+  it('maps the manifest fields to the spec, copying the statistics', () => {
+    const spec = inputSpecFromManifest(manifestInput);
+    expect(spec).toEqual(DEIT);
+    expect(validateInputSpec(spec)).toEqual(spec);
+    expect(spec.mean).not.toBe(manifestInput.mean);
+  });
+
+  it('keeps single-channel models single-channel and reads other counts as RGB', () => {
+    const grey = { ...manifestInput, channels: 1, mean: [0.286], std: [0.353] };
+    expect(inputSpecFromManifest(grey).channels).toBe(1);
+    expect(inputSpecFromManifest({ ...manifestInput, channels: 4 }).channels).toBe(3);
   });
 });

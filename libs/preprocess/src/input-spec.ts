@@ -23,6 +23,31 @@ export interface InputSpec {
   cropPct: number;
 }
 
+/** A registry manifest's `input` (the same fields under timm's snake_case names, as the file stores them). */
+export interface ManifestInput {
+  readonly image_size: number;
+  readonly channels: number;
+  readonly mean: readonly number[];
+  readonly std: readonly number[];
+  readonly interpolation: Interpolation;
+  readonly crop_pct: number;
+}
+
+/**
+ * The spec a model version's manifest describes: what the server preprocesses with and what a
+ * fine-tune or a zoo evaluation batches with. Any channel count but 1 is read as RGB (3).
+ */
+export function inputSpecFromManifest(input: ManifestInput): InputSpec {
+  return {
+    imageSize: input.image_size,
+    channels: input.channels === 1 ? 1 : 3,
+    mean: [...input.mean],
+    std: [...input.std],
+    interpolation: input.interpolation,
+    cropPct: input.crop_pct,
+  };
+}
+
 /** Upper bound on imageSize: far above any ViT input, low enough that a typo cannot allocate gigabytes. */
 export const MAX_IMAGE_SIZE = 4096;
 
