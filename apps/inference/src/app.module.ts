@@ -16,7 +16,7 @@ import {
   ModelCatalog,
   ModelHost,
 } from '@deit-serve/inference-engine';
-import { healthV1 } from '@deit-serve/proto';
+import { healthV1, SERVICE_NAMES } from '@deit-serve/proto';
 import { DirectoryRegistry, type ModelRegistry } from '@deit-serve/registry';
 import { InferenceController, STREAM_MAX_IN_FLIGHT } from './inference.controller';
 
@@ -24,7 +24,7 @@ export const CONFIG = Symbol('inference-config');
 export const REGISTRY = Symbol('registry');
 
 const { SERVING, NOT_SERVING } = healthV1.HealthCheckResponse_ServingStatus;
-const INFERENCE_SERVICE = 'deit.inference.v1.InferenceService';
+const INFERENCE_SERVICE = SERVICE_NAMES.inference;
 
 @Module({})
 export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {

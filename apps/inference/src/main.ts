@@ -7,6 +7,7 @@ import {
   logLevelsUpTo,
   securityOptions,
 } from '@deit-serve/grpc-server';
+import { PROTO_PACKAGES } from '@deit-serve/proto';
 import { INFERENCE_ACCESS } from './access';
 import { AppModule } from './app.module';
 
@@ -17,7 +18,7 @@ async function main(): Promise<void> {
     host: config.grpcHost,
     port: config.grpcPort,
     protoFiles: ['inference'],
-    packages: ['deit.inference.v1'],
+    packages: [PROTO_PACKAGES.inference],
     maxMessageBytes: config.maxMessageBytes,
     flowControlWindowBytes: config.flowControlWindow,
     reflection: config.reflection,

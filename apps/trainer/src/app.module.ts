@@ -9,7 +9,7 @@ import {
 } from '@nestjs/common';
 import type { TrainerConfig } from '@deit-serve/config';
 import { HealthModule, HealthStatus } from '@deit-serve/grpc-server';
-import { healthV1 } from '@deit-serve/proto';
+import { healthV1, SERVICE_NAMES } from '@deit-serve/proto';
 import { ProtectedAliases } from '@deit-serve/finetune';
 import { connectBatchApi, type BatchJobsApi } from '@deit-serve/k8s-jobs';
 import { DirectoryRegistry } from '@deit-serve/registry';
@@ -37,7 +37,7 @@ import {
 import { TrainerController } from './trainer.controller';
 
 const { SERVING } = healthV1.HealthCheckResponse_ServingStatus;
-const TRAINER_SERVICE = 'deit.trainer.v1.TrainerService';
+const TRAINER_SERVICE = SERVICE_NAMES.trainer;
 
 export interface TrainerWiring {
   /** Job kinds the runner can execute (module + export of each job function). */

@@ -4,6 +4,7 @@ import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
 import { fineTuneJobKinds, ProtectedAliases } from '@deit-serve/finetune';
 import { createGrpcMicroservice, logLevelsUpTo, securityOptions } from '@deit-serve/grpc-server';
 import { DEIT_PRESET_NAMES } from '@deit-serve/model';
+import { PROTO_PACKAGES } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { TRAINER_ACCESS } from './access';
 import { AppModule } from './app.module';
@@ -27,7 +28,7 @@ async function main(): Promise<void> {
       host: config.grpcHost,
       port: config.grpcPort,
       protoFiles: ['trainer'],
-      packages: ['deit.trainer.v1'],
+      packages: [PROTO_PACKAGES.trainer],
       maxMessageBytes: config.maxMessageBytes,
       flowControlWindowBytes: config.flowControlWindow,
       reflection: config.reflection,

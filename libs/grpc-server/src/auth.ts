@@ -9,6 +9,7 @@ import {
 import type { Logger } from '@nestjs/common';
 import type { Role, TokenEntry } from '@deit-serve/config';
 import { PermissionDeniedError, UnauthenticatedError } from '@deit-serve/core';
+import { SERVICE_NAMES } from '@deit-serve/proto';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { toGrpcError } from './errors';
@@ -28,7 +29,7 @@ export function methodRoles<S extends Record<string, { readonly path: string }>>
 }
 
 /** Open to everyone: Kubernetes probes and load balancers carry no token. */
-const OPEN_SERVICES = ['/grpc.health.v1.Health/'];
+const OPEN_SERVICES = [`/${SERVICE_NAMES.health}/`];
 /** Any valid token, whatever its roles: the API's shape is no secret from its callers. */
 const ANY_CALLER_SERVICES = [
   '/grpc.reflection.v1alpha.ServerReflection/',

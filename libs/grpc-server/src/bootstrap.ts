@@ -13,6 +13,7 @@ import { ReflectionService } from '@grpc/reflection';
 import {
   loadPackageDefinition,
   reflectionPackageDefinition,
+  PROTO_PACKAGES,
   servicesIn,
   type PROTO_FILES,
 } from '@deit-serve/proto';
@@ -93,7 +94,7 @@ export async function createGrpcMicroservice(
     transport: Transport.GRPC,
     options: {
       url: `${options.host}:${options.port}`,
-      package: [...options.packages, 'grpc.health.v1'],
+      package: [...options.packages, PROTO_PACKAGES.health],
       packageDefinition,
       maxReceiveMessageLength: options.maxMessageBytes,
       maxSendMessageLength: options.maxMessageBytes,
@@ -121,7 +122,7 @@ export async function createGrpcMicroservice(
         // ReflectionService reads nothing but each entry's `fileDescriptorProtos`.
         type ReflectedPackage = ConstructorParameters<typeof ReflectionService>[0];
         new ReflectionService(reflectionPackageDefinition() as unknown as ReflectedPackage, {
-          services: servicesIn([...options.packages, 'grpc.health.v1']),
+          services: servicesIn([...options.packages, PROTO_PACKAGES.health]),
         }).addToServer(server);
         logger.log(`server reflection enabled${authenticator ? ' (for callers with a valid token)' : ''}`);
       },

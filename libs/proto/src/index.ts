@@ -17,3 +17,4 @@ export {
 } from './descriptors';
 export { loadPackageDefinition, UndecodableRequest } from './package-definition';
 export { GRPC_LOADER_OPTIONS, PROTO_FILES, grpcLoaderOptions, protoRoot } from './proto-files';
+export { PROTO_PACKAGES, SERVICE_NAMES } from './service-names';
