@@ -2,9 +2,11 @@
  * A published file evaluated as the inference service runs it: onnxruntime, with the manifest's own
  * preprocessing, per head.
  */
+import { averageHeads } from '@deit-serve/core';
 import { evalBatches, type ImageDataset } from '@deit-serve/datasets';
 import { AccuracyCounter } from '@deit-serve/finetune';
 import { readOnnxWeights } from '@deit-serve/model';
+import { inputSpecFromManifest } from '@deit-serve/preprocess';
 import type { ModelRegistry } from '@deit-serve/registry';
 import { OnnxModelSession } from '@deit-serve/runtime';
 
@@ -43,13 +45,7 @@ export async function evaluateOnnx(
   let images = 0;
   let runMs = 0;
   try {
-    const inputSpec = {
-      imageSize: m.input.image_size,
-      mean: m.input.mean,
-      std: m.input.std,
-      interpolation: m.input.interpolation,
-      cropPct: m.input.crop_pct,
-    };
+    const inputSpec = inputSpecFromManifest(m.input);
     for (const batch of evalBatches(dataset, { batchSize: options.batchSize ?? 64, inputSpec })) {
       const t0 = performance.now();
       const out = await session.run({ [m.input.name]: { data: batch.pixels, dims: batch.dims } });
@@ -61,9 +57,7 @@ export async function evaluateOnnx(
         const distLogits = out[distName]?.data;
         if (distLogits === undefined) throw new Error(`${ref} returned no ${distName}`);
         dist.add(distLogits, batch.labels);
-        const mean = new Float32Array(clsLogits.length);
-        for (let i = 0; i < mean.length; i++) mean[i] = (clsLogits[i] + distLogits[i]) / 2;
-        avg.add(mean, batch.labels);
+        avg.add(averageHeads(clsLogits, distLogits), batch.labels);
       }
       images += batch.size;
     }
