@@ -2,13 +2,13 @@
  * `npm run zoo`: trains, publishes and evaluates the default models (see @deit-serve/zoo).
  * Ctrl-C stops at the next step with a checkpoint; the next run resumes.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { FASHION_MNIST_DIR, loadFashionMnist } from '@deit-serve/datasets';
 import { gitCommit } from '@deit-serve/finetune';
 import { DirectoryRegistry } from '@deit-serve/registry';
-import { evaluateZoo, renderResultsMarkdown, runZoo } from '@deit-serve/zoo';
+import { evaluateZoo, keepHandWritten, renderResultsMarkdown, runZoo } from '@deit-serve/zoo';
 import { parseZooArgs, ZOO_USAGE } from './args';
 
 function machine(): string {
@@ -55,7 +55,13 @@ async function main(): Promise<number> {
     log,
   });
   await writeFile(join(args.recordsDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  await writeFile(args.resultsPath, `${renderResultsMarkdown(results, 'npm run zoo')}\n`);
+  // A page's hand-written part (from HAND_WRITTEN_MARKER on) is kept; no page yet is fine.
+  const previous = await readFile(args.resultsPath, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  const page = `${renderResultsMarkdown(results, 'npm run zoo')}\n`;
+  await writeFile(args.resultsPath, keepHandWritten(page, previous));
   log(`wrote ${args.resultsPath}`);
   return 0;
 }

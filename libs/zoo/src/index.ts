@@ -24,7 +24,15 @@ export { runZoo, type ZooOptions } from './run-zoo';
 export { readStageRecord, type StageRecord } from './stage-record';
 export { startStageClock, ZOO_STAGE_LIMIT_SECONDS, type StageClock } from './stage-clock';
 export { countOnnxParameters, evaluateOnnx, type OnnxEvaluation } from './onnx-evaluation';
-export { evaluateZoo, renderResultsMarkdown, zooFindings, type ZooResults, type ZooRow } from './zoo-report';
+export {
+  evaluateZoo,
+  HAND_WRITTEN_MARKER,
+  keepHandWritten,
+  renderResultsMarkdown,
+  zooFindings,
+  type ZooResults,
+  type ZooRow,
+} from './zoo-report';
 export {
   latestCheckpointPath,
   packageTeacher,

@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ZOO_STAGES } from './recipes';
-import { renderResultsMarkdown, type ZooResults } from './zoo-report';
+import { HAND_WRITTEN_MARKER, keepHandWritten, renderResultsMarkdown, type ZooResults } from './zoo-report';
 
 const workspaceRoot = join(__dirname, '..', '..', '..');
 
@@ -35,5 +35,31 @@ describe('RESULTS.md as rendered', () => {
         .replace(/ /g, '-'),
     );
     for (const anchor of anchors) expect(headings).toContain(anchor);
+  });
+});
+
+describe("RESULTS.md's hand-written part", () => {
+  const page = `${renderResultsMarkdown(NOTHING_RUN, 'npm run zoo')}\n`;
+  const tail = `${HAND_WRITTEN_MARKER}\n\n## Caveats\n\n- single seed.\n`;
+
+  it('survives regeneration, once, after the new page', () => {
+    const previous = `# an older page\n\nold numbers\n\n${tail}`;
+    const once = keepHandWritten(page, previous);
+    expect(once).toBe(`${page.trimEnd()}\n\n${tail}`);
+    expect(keepHandWritten(page, once)).toBe(once);
+  });
+
+  it('is nothing when the old page has no marker or there is no old page', () => {
+    expect(keepHandWritten(page, '# an older page\n')).toBe(page);
+    expect(keepHandWritten(page, undefined)).toBe(page);
+  });
+
+  it('is all that the committed RESULTS.md adds to what the renderer makes of zoo/results.json', () => {
+    const committed = readFileSync(join(workspaceRoot, 'RESULTS.md'), 'utf8');
+    const results = JSON.parse(
+      readFileSync(join(workspaceRoot, 'zoo', 'results.json'), 'utf8'),
+    ) as ZooResults;
+    expect(committed).toContain(HAND_WRITTEN_MARKER);
+    expect(keepHandWritten(`${renderResultsMarkdown(results, 'npm run zoo')}\n`, committed)).toBe(committed);
   });
 });

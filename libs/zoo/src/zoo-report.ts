@@ -293,3 +293,13 @@ export function renderResultsMarkdown(results: ZooResults, command: string): str
     ...curves,
   ].join('\n');
 }
+
+/** Where RESULTS.md's hand-written part begins: everything from this line on survives regeneration. */
+export const HAND_WRITTEN_MARKER =
+  '<!-- Hand-written from here on: npm run zoo does not generate it; keep it when regenerating. -->';
+
+/** The new page, then (after a blank line) the hand-written part of the page it replaces, if that has one. */
+export function keepHandWritten(page: string, previous: string | undefined): string {
+  const at = previous?.indexOf(HAND_WRITTEN_MARKER) ?? -1;
+  return at < 0 || previous === undefined ? page : `${page.trimEnd()}\n\n${previous.slice(at)}`;
+}
