@@ -19,6 +19,8 @@ import {
 import { healthV1, SERVICE_NAMES } from '@deit-serve/proto';
 import { DirectoryRegistry, type ModelRegistry } from '@deit-serve/registry';
 import { InferenceController, STREAM_MAX_IN_FLIGHT } from './inference.controller';
+import { OipController } from './oip/oip.controller';
+import { oipProviders } from './oip/oip.providers';
 
 export const CONFIG = Symbol('inference-config');
 export const REGISTRY = Symbol('registry');
@@ -44,7 +46,7 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
     return {
       module: AppModule,
       imports: [HealthModule],
-      controllers: [InferenceController],
+      controllers: [InferenceController, OipController],
       providers: [
         { provide: CONFIG, useValue: config },
         { provide: STREAM_MAX_IN_FLIGHT, useValue: config.maxStreamInFlight },
@@ -102,6 +104,7 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
           useFactory: (registry: ModelRegistry, host: ModelHost) =>
             new ModelCatalog(registry, host, config.defaultModel),
         },
+        ...oipProviders(config, REGISTRY, INFERENCE_SERVICE),
       ],
     };
   }

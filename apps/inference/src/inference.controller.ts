@@ -88,7 +88,7 @@ interface CallerState {
  * once the call is answered: grpc-js also emits 'cancelled' when a finished call's stream closes
  * (measured: once per unary call), and aborting then would only build an AbortError per request.
  */
-function callContext(call: CallerState | undefined): {
+export function callContext(call: CallerState | undefined): {
   context: { deadline?: number; signal?: AbortSignal };
   settle: () => void;
 } {

@@ -7,9 +7,10 @@ import {
   logLevelsUpTo,
   securityOptions,
 } from '@deit-serve/grpc-server';
-import { PROTO_PACKAGES } from '@deit-serve/proto';
+import { oip } from '@deit-serve/proto';
 import { INFERENCE_ACCESS } from './access';
 import { AppModule } from './app.module';
+import { OIP_ACCESS } from './oip/access';
 
 async function main(): Promise<void> {
   const config = loadConfig(inferenceConfigSpec);
@@ -17,13 +18,13 @@ async function main(): Promise<void> {
   const app = await createGrpcMicroservice(AppModule.register(config), {
     host: config.grpcHost,
     port: config.grpcPort,
-    protoFiles: ['inference'],
-    packages: [PROTO_PACKAGES.inference],
+    protoFiles: ['inference', 'oip'],
+    packages: ['deit.inference.v1', oip.INFERENCE_PACKAGE_NAME],
     maxMessageBytes: config.maxMessageBytes,
     flowControlWindowBytes: config.flowControlWindow,
     reflection: config.reflection,
     // Tokens and TLS files are read and checked here: a bad one stops the start, before listening.
-    ...securityOptions(config, INFERENCE_ACCESS),
+    ...securityOptions(config, { ...INFERENCE_ACCESS, ...OIP_ACCESS }),
     channelOptions: {
       'grpc.max_concurrent_streams': config.maxConcurrentStreams,
       ...(config.maxConnectionAgeMs > 0 && {

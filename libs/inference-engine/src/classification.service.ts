@@ -1,7 +1,7 @@
 import { FailedPreconditionError, headLogits, InvalidArgumentError, type HeadChoice } from '@deit-serve/core';
 import { decodeImage, PixelBudget, preprocess } from '@deit-serve/preprocess';
 import { inferenceV1 } from '@deit-serve/proto';
-import { disagreement, topK } from './heads';
+import { type Disagreement, disagreement, topK } from './heads';
 import type { LoadedModel } from './loaded-model';
 import type { InferenceMetrics } from './metrics';
 import type { ModelHost } from './model-host';
@@ -9,6 +9,26 @@ import type { ModelHost } from './model-host';
 const { Head } = inferenceV1;
 
 export const DEFAULT_TOP_K = 5;
+
+/** One input of {@link ClassificationService.forward}: encoded image bytes or a preprocessed tensor. */
+export type ForwardInput = { image: Uint8Array } | { tensor: inferenceV1.Tensor };
+
+/** What one version's heads said about each input of a {@link ClassificationService.forward} call. */
+export interface Forward {
+  model: LoadedModel;
+  /** The alias the reference resolved through, if any. */
+  alias?: string;
+  items: ForwardItem[];
+  /** `performance.now()` when the call arrived. */
+  arrived: number;
+}
+
+export interface ForwardItem {
+  cls: Float32Array;
+  dist: Float32Array | undefined;
+  disagreement: Disagreement | undefined;
+  timing: { queueMs: number; preprocessMs: number; computeMs: number; batchSize: number };
+}
 
 export interface ClassifyContext {
   /** Epoch ms after which the caller no longer wants an answer (the gRPC deadline). */
@@ -40,12 +60,55 @@ export class ClassificationService {
     request: inferenceV1.ClassifyRequest,
     context: ClassifyContext = {},
   ): Promise<inferenceV1.ClassifyResponse> {
-    const arrived = performance.now();
     const head = headChoice(request.head);
+    const input: ForwardInput = request.tensor
+      ? { tensor: request.tensor }
+      : { image: request.image ?? new Uint8Array() };
     if (!request.image?.length && !request.tensor) {
       throw new InvalidArgumentError('request has no input: set image (encoded bytes) or tensor');
     }
-    const lease = await this.host.acquire(request.model || this.options.defaultModel);
+    const forward = await this.forward(request.model, [input], head, context);
+    const [{ cls, dist, disagreement: d, timing }] = forward.items;
+    const { model } = forward;
+    const logits = headLogits(head, cls, dist);
+    const predictions = topK(logits, request.topK || DEFAULT_TOP_K).map((p) => ({
+      index: p.index,
+      label: model.labels[p.index] ?? String(p.index),
+      probability: p.probability,
+      logit: p.logit,
+    }));
+    return {
+      model: { name: model.name, version: model.version, sha256: model.sha256, alias: forward.alias ?? '' },
+      head: head === 'cls' ? Head.HEAD_CLS : head === 'dist' ? Head.HEAD_DIST : Head.HEAD_AVERAGE,
+      predictions,
+      disagreement: d
+        ? {
+            available: true,
+            top1Match: d.top1Match,
+            klDivergence: d.klDivergence,
+            clsTop1: d.clsTop1,
+            distTop1: d.distTop1,
+          }
+        : { available: false, top1Match: false, klDivergence: 0, clsTop1: 0, distTop1: 0 },
+      timing: { ...timing, totalMs: performance.now() - forward.arrived },
+    };
+  }
+
+  /**
+   * Both heads' logits for each input, from one version of `ref` (the default model when empty):
+   * preprocessing per its manifest, the dynamic batcher, the per-version metrics. Classify and the
+   * Open Inference Protocol answer from this; `head` is checked against the model (a `dist` choice
+   * needs a distillation head). `inputs` may be a function of the leased version, to check a request
+   * against the very version that will answer it.
+   */
+  async forward(
+    ref: string,
+    inputs: readonly ForwardInput[] | ((model: LoadedModel) => readonly ForwardInput[]),
+    head: HeadChoice,
+    context: ClassifyContext = {},
+  ): Promise<Forward> {
+    const arrived = performance.now();
+    const lease = await this.host.acquire(ref || this.options.defaultModel);
     try {
       const { model } = lease;
       if (head === 'dist' && !model.hasDistHead) {
@@ -53,54 +116,51 @@ export class ClassificationService {
           `${model.key} has no distillation head; use HEAD_CLS or HEAD_AVERAGE`,
         );
       }
-      // Under overload an item that cannot be queued is refused before its image is decoded.
-      model.batcher.assertRoom();
-      const input = request.tensor
-        ? tensorInput(request.tensor, model)
-        : await this.imageInput(request.image ?? new Uint8Array(), model, context.signal);
-      const preprocessed = performance.now();
-      this.metrics.queueLength.inc();
-      let batched;
-      try {
-        batched = await model.batcher.submit(input, context);
-      } finally {
-        this.metrics.queueLength.dec();
-      }
-      const { cls, dist } = batched.result;
-      const logits = headLogits(head, cls, dist);
-      const predictions = topK(logits, request.topK || DEFAULT_TOP_K).map((p) => ({
-        index: p.index,
-        label: model.labels[p.index] ?? String(p.index),
-        probability: p.probability,
-        logit: p.logit,
-      }));
-      const d = dist ? disagreement(cls, dist) : undefined;
-      const preprocessMs = preprocessed - arrived;
-      this.observe(model, preprocessMs, batched.queueMs, batched.computeMs, d);
-      return {
-        model: { name: model.name, version: model.version, sha256: model.sha256, alias: lease.alias ?? '' },
-        head: head === 'cls' ? Head.HEAD_CLS : head === 'dist' ? Head.HEAD_DIST : Head.HEAD_AVERAGE,
-        predictions,
-        disagreement: d
-          ? {
-              available: true,
-              top1Match: d.top1Match,
-              klDivergence: d.klDivergence,
-              clsTop1: d.clsTop1,
-              distTop1: d.distTop1,
-            }
-          : { available: false, top1Match: false, klDivergence: 0, clsTop1: 0, distTop1: 0 },
-        timing: {
-          queueMs: batched.queueMs,
-          preprocessMs,
-          computeMs: batched.computeMs,
-          totalMs: performance.now() - arrived,
-          batchSize: batched.batchSize,
-        },
-      };
+      const prepared = typeof inputs === 'function' ? inputs(model) : inputs;
+      const items = await Promise.all(
+        prepared.map((input) => this.forwardOne(model, input, arrived, context)),
+      );
+      return { model, ...(lease.alias !== undefined && { alias: lease.alias }), items, arrived };
     } finally {
       lease.release();
     }
+  }
+
+  private async forwardOne(
+    model: LoadedModel,
+    input: ForwardInput,
+    arrived: number,
+    context: ClassifyContext,
+  ): Promise<ForwardItem> {
+    // Under overload an item that cannot be queued is refused before its image is decoded.
+    model.batcher.assertRoom();
+    const values =
+      'tensor' in input
+        ? tensorInput(input.tensor, model)
+        : await this.imageInput(input.image, model, context.signal);
+    const preprocessed = performance.now();
+    this.metrics.queueLength.inc();
+    let batched;
+    try {
+      batched = await model.batcher.submit(values, context);
+    } finally {
+      this.metrics.queueLength.dec();
+    }
+    const { cls, dist } = batched.result;
+    const d = dist ? disagreement(cls, dist) : undefined;
+    const preprocessMs = preprocessed - arrived;
+    this.observe(model, preprocessMs, batched.queueMs, batched.computeMs, d);
+    return {
+      cls,
+      dist,
+      disagreement: d,
+      timing: {
+        queueMs: batched.queueMs,
+        preprocessMs,
+        computeMs: batched.computeMs,
+        batchSize: batched.batchSize,
+      },
+    };
   }
 
   private async imageInput(
@@ -121,7 +181,7 @@ export class ClassificationService {
     preprocessMs: number,
     queueMs: number,
     computeMs: number,
-    d: ReturnType<typeof disagreement> | undefined,
+    d: Disagreement | undefined,
   ): void {
     const labels = { model: model.name, version: String(model.version) };
     this.metrics.preprocessSeconds.observe(labels, preprocessMs / 1000);

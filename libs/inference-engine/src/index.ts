@@ -3,6 +3,9 @@ export {
   DEFAULT_TOP_K,
   type ClassificationOptions,
   type ClassifyContext,
+  type Forward,
+  type ForwardInput,
+  type ForwardItem,
 } from './classification.service';
 export { disagreement, softmax, topK } from './heads';
 export { LoadedModel, type BatchingOptions, type LoadOptions } from './loaded-model';

@@ -9,6 +9,10 @@ export * as healthV1 from './generated/nest/grpc/health/v1/health';
 export * as inferenceV1Client from './generated/grpc-js/deit/inference/v1/inference';
 export * as trainerV1Client from './generated/grpc-js/deit/trainer/v1/trainer';
 export * as healthV1Client from './generated/grpc-js/grpc/health/v1/health';
+/** The Open Inference Protocol (KServe v2 / Triton, package `inference`; proto/third_party/oip). */
+export * as oip from './generated/nest/grpc_service';
+export * as oipConfig from './generated/nest/model_config';
+export * as oipClient from './generated/grpc-js/grpc_service';
 export {
   DESCRIPTOR_SET_FILE,
   fileDescriptorProtos,

@@ -3,7 +3,8 @@ import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import { InferenceServiceService } from './generated/grpc-js/deit/inference/v1/inference';
 import { TrainerServiceService } from './generated/grpc-js/deit/trainer/v1/trainer';
 import { HealthService } from './generated/grpc-js/grpc/health/v1/health';
-import { GRPC_LOADER_OPTIONS, PROTO_FILES, protoRoot } from './proto-files';
+import { GRPCInferenceServiceService } from './generated/grpc-js/grpc_service';
+import { GRPC_LOADER_OPTIONS, includeDirs, PROTO_FILES } from './proto-files';
 
 type AnyMethod = MethodDefinition<unknown, unknown>;
 
@@ -28,6 +29,7 @@ const GENERATED_SERVICES: readonly Record<string, AnyMethod>[] = [
   InferenceServiceService as unknown as Record<string, AnyMethod>,
   TrainerServiceService as unknown as Record<string, AnyMethod>,
   HealthService as unknown as Record<string, AnyMethod>,
+  GRPCInferenceServiceService as unknown as Record<string, AnyMethod>,
 ];
 
 /**
@@ -39,7 +41,7 @@ const GENERATED_SERVICES: readonly Record<string, AnyMethod>[] = [
 export function loadPackageDefinition(files: readonly (keyof typeof PROTO_FILES)[]): PackageDefinition {
   const definition = loadSync(
     files.map((f) => PROTO_FILES[f]),
-    { ...GRPC_LOADER_OPTIONS, includeDirs: [protoRoot()] },
+    { ...GRPC_LOADER_OPTIONS, includeDirs: includeDirs() },
   );
   const generatedByPath = new Map<string, AnyMethod>();
   for (const service of GENERATED_SERVICES) {

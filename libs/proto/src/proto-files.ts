@@ -22,7 +22,14 @@ export const PROTO_FILES = {
   inference: 'deit/inference/v1/inference.proto',
   trainer: 'deit/trainer/v1/trainer.proto',
   health: 'grpc/health/v1/health.proto',
+  oip: 'third_party/oip/grpc_service.proto',
 } as const;
+
+/**
+ * Folders under protoRoot() that are buf modules of their own: their files import each other by
+ * names relative to the folder (`import "model_config.proto"`), as upstream wrote them.
+ */
+export const VENDORED_MODULES = ['third_party/oip'] as const;
 
 /**
  * @grpc/proto-loader options under which decoded messages have exactly the shape of the ts-proto
@@ -41,5 +48,11 @@ export const GRPC_LOADER_OPTIONS: Options = {
 };
 
 export function grpcLoaderOptions(): Options {
-  return { ...GRPC_LOADER_OPTIONS, includeDirs: [protoRoot()] };
+  return { ...GRPC_LOADER_OPTIONS, includeDirs: includeDirs() };
+}
+
+/** Where proto-loader looks for imports: protoRoot() and each vendored module. */
+export function includeDirs(): string[] {
+  const root = protoRoot();
+  return [root, ...VENDORED_MODULES.map((m) => join(root, m))];
 }
