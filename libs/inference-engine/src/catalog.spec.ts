@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { manifestSchema, type ModelRegistry, type VersionInfo } from '@deit-serve/registry';
+import { initDeitWeights, numel, resolveDeitConfig } from '@deit-serve/model';
 import { describe, expect, it } from 'vitest';
 import { ModelCatalog } from './catalog';
 import type { ModelHost } from './model-host';
@@ -17,8 +18,16 @@ function versionInfo(jobId: string | null): VersionInfo {
   } as VersionInfo;
 }
 
-function catalog(info: VersionInfo): ModelCatalog {
-  const registry = { getManifest: () => Promise.resolve(info) } as unknown as ModelRegistry;
+const MODEL_ONNX = join(__dirname, '..', '..', '..', 'registry', 'fmnist-deit', '1', 'model.onnx');
+
+function catalog(info: VersionInfo, reads: string[] = []): ModelCatalog {
+  const registry = {
+    getManifest: () => Promise.resolve(info),
+    loadVersion: (ref: { name: string; version: number }, options: { files: string[] }) => {
+      reads.push(`${ref.name}:${ref.version} ${options.files.join(',')}`);
+      return Promise.resolve({ ...info, files: new Map([['model.onnx', readFileSync(MODEL_ONNX)]]) });
+    },
+  } as unknown as ModelRegistry;
   return new ModelCatalog(registry, {} as ModelHost, 'fmnist-deit');
 }
 
@@ -28,5 +37,20 @@ describe('ModelCatalog.describe', () => {
       '3f2a-job',
     );
     expect((await catalog(versionInfo(null)).describe('fmnist-deit:1')).lineage?.jobId).toBe('');
+  });
+});
+
+describe('ModelCatalog.describe parameters', () => {
+  it("counts the version's parameters from its ONNX file, as the network defines them, reading the file once", async () => {
+    const reads: string[] = [];
+    const models = catalog(versionInfo(null), reads);
+    // The committed default model is deit_pico_distilled_patch4_28 with 10 classes.
+    const config = resolveDeitConfig({ preset: 'deit_pico_distilled_patch4_28', numClasses: 10 });
+    let expected = 0;
+    for (const tensor of initDeitWeights(config, 0).values()) expected += numel(tensor.shape);
+    expect(expected).toBeGreaterThan(600_000);
+    expect((await models.describe('fmnist-deit:1')).parameters).toBe(expected);
+    expect((await models.describe('fmnist-deit:1')).parameters).toBe(expected);
+    expect(reads).toEqual(['fmnist-deit:1 model.onnx']);
   });
 });

@@ -1,9 +1,13 @@
+import { countOnnxParameters } from '@deit-serve/model/onnx-codec';
 import { type inferenceV1 } from '@deit-serve/proto';
 import { labelsInOrder, type ModelRegistry } from '@deit-serve/registry';
 import type { ModelHost } from './model-host';
 
 /** ListModels and GetModel: what the registry holds and what this server has loaded. */
 export class ModelCatalog {
+  /** Parameter counts by model.onnx's sha256: read once per file, kept (a number per version). */
+  private readonly parameterCounts = new Map<string, Promise<number>>();
+
   constructor(
     private readonly registry: ModelRegistry,
     private readonly host: ModelHost,
@@ -46,11 +50,12 @@ export class ModelCatalog {
       add('teacher', m.metrics.teacher_top1);
     }
     const lineage = m.lineage;
+    const sha256 = m.files['model.onnx']?.sha256 ?? '';
     return {
       model: {
         name: info.model,
         version: info.version,
-        sha256: m.files['model.onnx']?.sha256 ?? '',
+        sha256,
         alias: info.alias ?? '',
       },
       architecture: m.architecture,
@@ -77,7 +82,20 @@ export class ModelCatalog {
         jobId: lineage?.job_id ?? '',
       },
       createdAt: new Date(m.created_at),
-      parameters: 0,
+      parameters: await this.parameters(info.model, info.version, sha256),
     };
+  }
+
+  private parameters(model: string, version: number, sha256: string): Promise<number> {
+    let count = this.parameterCounts.get(sha256);
+    if (count === undefined) {
+      count = this.registry
+        .loadVersion({ name: model, kind: 'version', version }, { files: ['model.onnx'] })
+        .then((loaded) => countOnnxParameters(loaded.files.get('model.onnx') ?? new Uint8Array()));
+      // A failed read is not remembered: the next GetModel tries again.
+      count.catch(() => this.parameterCounts.delete(sha256));
+      this.parameterCounts.set(sha256, count);
+    }
+    return count;
   }
 }
