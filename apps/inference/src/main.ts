@@ -1,13 +1,14 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { inferenceConfigSpec, loadConfig } from '@deit-serve/config';
+import { InferenceMetrics } from '@deit-serve/inference-engine';
 import {
   applyHeapGrowth,
   createGrpcMicroservice,
   logLevelsUpTo,
   securityOptions,
 } from '@deit-serve/grpc-server';
-import { oip } from '@deit-serve/proto';
+import { oip, PROTO_PACKAGES } from '@deit-serve/proto';
 import { INFERENCE_ACCESS } from './access';
 import { AppModule } from './app.module';
 import { OIP_ACCESS } from './oip/access';
@@ -15,11 +16,13 @@ import { OIP_ACCESS } from './oip/access';
 async function main(): Promise<void> {
   const config = loadConfig(inferenceConfigSpec);
   applyHeapGrowth(config.v8HeapGrowingPercent);
+  // Calls refused below the handlers count in deit_requests_total too; the metrics exist once the app does.
+  let metrics: InferenceMetrics | undefined;
   const app = await createGrpcMicroservice(AppModule.register(config), {
     host: config.grpcHost,
     port: config.grpcPort,
     protoFiles: ['inference', 'oip'],
-    packages: ['deit.inference.v1', oip.INFERENCE_PACKAGE_NAME],
+    packages: [PROTO_PACKAGES.inference, oip.INFERENCE_PACKAGE_NAME],
     maxMessageBytes: config.maxMessageBytes,
     flowControlWindowBytes: config.flowControlWindow,
     reflection: config.reflection,
@@ -33,7 +36,9 @@ async function main(): Promise<void> {
       }),
     },
     logLevels: logLevelsUpTo(config.logLevel),
+    onRefused: (path, code) => metrics?.countRefusal(path, code),
   });
+  metrics = app.get(InferenceMetrics);
   // Past the grace period a drain that still waits on open streams is cut short.
   process.once('SIGTERM', () => setTimeout(() => process.exit(1), config.shutdownGraceMs).unref());
   await app.listen();

@@ -1,4 +1,5 @@
 import { Metadata, status, type ClientDuplexStream } from '@grpc/grpc-js';
+import { freePort } from '@deit-serve/grpc-server';
 import { inferenceV1Client } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { healthCheck, publishTinyDeit } from '@deit-serve/testing';
@@ -12,6 +13,8 @@ import {
   failure,
   type InferenceProcess,
   pngImage,
+  sample,
+  scrape,
   sleep,
   spawnInference,
   tinyTensor,
@@ -34,11 +37,15 @@ type Stream = ClientDuplexStream<
 >;
 
 let server: InferenceProcess;
+let metricsUrl: string;
 
 beforeAll(async () => {
   const registryDir = mkdtempSync(join(tmpdir(), 'deit-e2e-request-limits-'));
   await publishTinyDeit(await DirectoryRegistry.open(registryDir, { create: true }), 'tiny', { seed: 1 });
+  const metricsPort = await freePort();
+  metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   server = await spawnInference(registryDir, {
+    DEIT_METRICS_PORT: String(metricsPort),
     DEIT_MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
     DEIT_GRPC_MAX_CONCURRENT_STREAMS: String(MAX_CONCURRENT_STREAMS),
     DEIT_MAX_DECODED_PIXELS: String(MAX_DECODED_PIXELS),
@@ -55,6 +62,9 @@ describe('request limits of a server configured by its environment', () => {
     const big = await failure(server.client, { image: new Uint8Array(MAX_MESSAGE_BYTES + 1024) });
     expect(big.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(big.details).toMatch(/larger than max/i);
+    // Refused by grpc-js below the handler, and still counted with the requests.
+    const counted = { method: 'Classify', code: 'RESOURCE_EXHAUSTED' };
+    expect(sample(await scrape(metricsUrl), 'deit_requests_total', counted)).toBe(1);
     const png = await pngImage(64, 64, [1, 2, 3]);
     expect(png.length).toBeLessThan(MAX_MESSAGE_BYTES);
     expect((await classify(server.client, { image: png })).model?.name).toBe('tiny');
