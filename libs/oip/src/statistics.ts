@@ -26,8 +26,10 @@ const duration = (s: { count: number; seconds: number } | undefined): oip.Statis
  * Triton's per-version statistics from the histograms Classify and ModelInfer both feed (one engine):
  * inference_count = items computed, execution_count = batches run, queue = time in the dynamic
  * batcher, compute_input = decoding and preprocessing, compute_infer = the forward pass of the batch
- * an item was part of, success = their sum. Failures are counted per method by
- * `deit_requests_total`, not per version, so `fail` stays 0; `last_inference` is not recorded (0).
+ * an item was part of, success = their sum. Writing outputs is not timed apart: compute_output has
+ * compute_infer's count (clients such as perf_analyzer require the three counts equal) and 0 ns.
+ * Failures are counted per method by `deit_requests_total`, not per version, so `fail` stays 0;
+ * `last_inference` is not recorded (0).
  */
 export async function versionStatistics(metrics: InferenceMetrics): Promise<Partial<oip.ModelStatistics>[]> {
   const [queue, compute, preprocess, batches] = await Promise.all([
@@ -56,7 +58,7 @@ export async function versionStatistics(metrics: InferenceMetrics): Promise<Part
         queue: duration(q),
         computeInput: duration(p),
         computeInfer: duration(c),
-        computeOutput: duration(undefined),
+        computeOutput: duration(c && { count: c.count, seconds: 0 }),
         cacheHit: duration(undefined),
         cacheMiss: duration(undefined),
       },
