@@ -53,9 +53,37 @@ describe('deit export', () => {
       ),
     ).toBe(0);
     const printed = t.out();
-    expect(printed).toMatch(/pos_embed resampled from a 7x7 to a 8x8 grid/);
+    expect(printed).toMatch(/pos_embed resampled from a 7x7 to a 8x8 grid \(timm bicubic\)/);
     expect(printed).toMatch(/heads re-initialised for 4 classes/);
     expect(readOnnxWeights(readFileSync(out)).weights.get('head.weight')!.shape).toEqual([4, 96]);
+  });
+
+  it('resamples pos_embed as the DeiT repository does with --pos-embed deit, and refuses another method', async () => {
+    const ckpt = join(dir, 'ckpt-pos.safetensors');
+    writeFileSync(ckpt, writeSafetensors(initDeitWeights(resolveDeitConfig({ preset }), 1)));
+    const args = (method: string, out: string) => [
+      'export',
+      '--preset',
+      preset,
+      '--weights',
+      ckpt,
+      '--img-size',
+      '32',
+      '--pos-embed',
+      method,
+      '--out',
+      join(dir, out),
+    ];
+    const t = io();
+    expect(await runCli(args('deit', 'deit.onnx'), t.io)).toBe(0);
+    expect(t.out()).toMatch(/pos_embed resampled from a 7x7 to a 8x8 grid \(deit bicubic\)/);
+    expect(await runCli(args('timm', 'timm.onnx'), io().io)).toBe(0);
+    const pos = (file: string) =>
+      readOnnxWeights(readFileSync(join(dir, file))).weights.get('pos_embed')!.data;
+    expect(pos('deit.onnx')).not.toEqual(pos('timm.onnx'));
+    await expect(runCli(args('bilinear', 'x.onnx'), io().io)).rejects.toThrow(
+      /--pos-embed must be one of timm, deit, not "bilinear"/,
+    );
   });
 
   it('names the bad key of a checkpoint that does not fit the preset', async () => {

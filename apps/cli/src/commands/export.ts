@@ -2,14 +2,14 @@ import { exportDeitOnnx, exportRegNetYOnnx } from '@deit-serve/model';
 import { presetWeights } from '@deit-serve/packaging';
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type CommandIo, optionalIntFlag } from './options';
+import { type CommandIo, optionalIntFlag, POS_EMBED_HELP, posEmbedFlag } from './options';
 
-export const EXPORT_USAGE = `usage: deit export --preset NAME [--weights FILE.safetensors] [--num-classes N] [--img-size S] [--seed N] --out FILE.onnx
+export const EXPORT_USAGE = `usage: deit export --preset NAME [--weights FILE.safetensors] [--num-classes N] [--img-size S [--pos-embed timm|deit]] [--seed N] --out FILE.onnx
 
 Exports a DeiT or RegNetY preset to ONNX (opset 17; DeiT outputs cls_logits and dist_logits,
 RegNetY outputs logits; initializers carry timm's weight names). Without --weights the model is
 random-initialised like timm from --seed (default 0).
-`;
+${POS_EMBED_HELP}`;
 
 export async function exportCommand(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
@@ -19,6 +19,7 @@ export async function exportCommand(argv: string[], io: CommandIo): Promise<numb
       weights: { type: 'string' },
       'num-classes': { type: 'string' },
       'img-size': { type: 'string' },
+      'pos-embed': { type: 'string' },
       seed: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -35,12 +36,14 @@ export async function exportCommand(argv: string[], io: CommandIo): Promise<numb
   }
   const numClasses = optionalIntFlag('--num-classes', values['num-classes'], 1);
   const imgSize = optionalIntFlag('--img-size', values['img-size'], 1);
+  const posEmbedResampling = posEmbedFlag(values['pos-embed']);
   const seed = optionalIntFlag('--seed', values.seed, 0) ?? 0;
   const resolved = presetWeights({
     preset: values.preset,
     ...(values.weights ? { safetensors: await readFile(values.weights) } : {}),
     ...(numClasses !== undefined ? { numClasses } : {}),
     ...(imgSize !== undefined ? { imgSize } : {}),
+    ...(posEmbedResampling !== undefined ? { posEmbedResampling } : {}),
     seed,
   });
   const onnx =

@@ -4,17 +4,17 @@ import { DirectoryRegistry } from '@deit-serve/registry';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type CommandIo, optionalIntFlag } from './options';
+import { type CommandIo, optionalIntFlag, POS_EMBED_HELP, posEmbedFlag } from './options';
 
 export const IMPORT_USAGE = `usage: deit models import (--safetensors FILE | --random-init [--seed N]) --preset NAME
-                          --labels FILE --name N [--img-size S] [--alias A] [--registry DIR]
+                          --labels FILE --name N [--img-size S [--pos-embed timm|deit]] [--alias A] [--registry DIR]
 
 Turns a timm checkpoint into a published registry version: ONNX with both heads, checked by
 onnxruntime, with the preset's preprocessing and a self-check sample in the manifest. The labels
 file has one class name per line, in class-index order; a class count different from the
 checkpoint's re-initialises the heads. --random-init publishes timm's initialisation instead
 (untrained; the manifest says so), e.g. to bootstrap a registry.
-`;
+${POS_EMBED_HELP}`;
 
 export async function importModelCommand(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
@@ -27,6 +27,7 @@ export async function importModelCommand(argv: string[], io: CommandIo): Promise
       labels: { type: 'string' },
       name: { type: 'string' },
       'img-size': { type: 'string' },
+      'pos-embed': { type: 'string' },
       alias: { type: 'string' },
       registry: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -50,12 +51,14 @@ export async function importModelCommand(argv: string[], io: CommandIo): Promise
   const seed = optionalIntFlag('--seed', values.seed, 0) ?? 0;
   const labels = (await readFile(values.labels, 'utf8')).split(/\r?\n/).filter((l) => l.trim() !== '');
   const imgSize = optionalIntFlag('--img-size', values['img-size'], 1);
+  const posEmbedResampling = posEmbedFlag(values['pos-embed']);
   const resolved = presetWeights({
     preset: values.preset,
     ...(values.safetensors ? { safetensors: await readFile(values.safetensors) } : {}),
     numClasses: labels.length,
     seed,
     ...(imgSize !== undefined ? { imgSize } : {}),
+    ...(posEmbedResampling !== undefined ? { posEmbedResampling } : {}),
   });
   const registry = await DirectoryRegistry.open(
     values.registry ?? io.env['DEIT_REGISTRY_DIR'] ?? DEFAULT_REGISTRY_DIR,

@@ -2,6 +2,7 @@
  * What every `deit` command shares: its streams, exit codes, the usage error, and the parsers of
  * numeric flags (a typo fails loudly, naming the flag, instead of becoming NaN).
  */
+import { POS_EMBED_RESAMPLINGS, type PosEmbedResampling } from '@deit-serve/model';
 
 /** What a command reads and writes besides its arguments (tests pass their own streams and env). */
 export interface CommandIo {
@@ -46,3 +47,18 @@ export function numberFlag(flag: string, text: string): number {
     throw new UsageError(`${flag} must be a number, not ${JSON.stringify(text)}`);
   return n;
 }
+
+/** `--pos-embed timm|deit`: how a checkpoint's position embedding is resampled to another --img-size. */
+export function posEmbedFlag(text: string | undefined): PosEmbedResampling | undefined {
+  if (text === undefined) return undefined;
+  const found = POS_EMBED_RESAMPLINGS.find((method) => method === text);
+  if (found === undefined) {
+    throw new UsageError(`--pos-embed must be one of ${POS_EMBED_RESAMPLINGS.join(', ')}, not "${text}"`);
+  }
+  return found;
+}
+
+export const POS_EMBED_HELP = `--pos-embed timm (default) resamples a checkpoint's position embedding to another --img-size
+as timm does when it loads the checkpoint (bicubic with antialias); --pos-embed deit as the DeiT
+repository's fine-tuning code does (plain bicubic).
+`;
