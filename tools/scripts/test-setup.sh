@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # What `npm test` needs beyond `npm ci`, installed once and reused (each step is idempotent):
 #   1. reports/.venv-test: Pillow and numpy pinned in tools/python-requirements.txt, the independent
-#      references of the preprocessing and data set agreement tests (PyPI);
+#      references of the preprocessing and data set agreement tests, and Triton's Python client
+#      tritonclient[grpc] for the Open Inference Protocol tests (PyPI);
 #   2. the pinned deploy tools (kustomize, k6, grpcurl, kubernetes-validate, dockerfile-lint; Go module
 #      proxy and PyPI) that the deploy/ tests and the reflection end-to-end tests use;
 #   3. Fashion-MNIST from Debian (dataset-fashion-mnist), which the trainer's end-to-end tests train on;
 #   4. reports/.venv-timm: timm pinned in tools/python-timm-requirements.txt on Debian's PyTorch
 #      (python3-torch: PyPI's torch wheels pull in gigabytes of CUDA), the reference of the test that
-#      a checkpoint loaded at another image size computes what timm computes.
+#      a checkpoint loaded at another image size computes what timm computes;
+#   5. Triton's perf_analyzer (bench/oip/perf-analyzer.sh: pinned wheels from PyPI, libb64 from Debian)
+#      for the Open Inference Protocol's perf_analyzer test and npm run bench:oip.
 # A step that cannot run here says which tests it leaves skipped, and the tests still run.
 # DEIT_TEST_SETUP=0 skips this script (npm test then runs with whatever is installed).
 set -uo pipefail
@@ -25,7 +28,8 @@ elif { [ -x "$venv/bin/python" ] || python3 -m venv "$venv"; } >/dev/null 2>&1 &
   echo "test setup: $venv ready ($(grep -v '^#' tools/python-requirements.txt | tr '\n' ' '))"
 else
   echo "test setup: NOT READY: $venv (python3 -m venv + pip install -r tools/python-requirements.txt failed);" \
-    "the Pillow agreement tests of libs/preprocess and libs/datasets will be skipped"
+    "the Pillow agreement tests of libs/preprocess and libs/datasets and apps/inference's tritonclient" \
+    "tests (oip.e2e) will be skipped"
 fi
 
 if ! bash tools/scripts/ci-deploy.sh --tools-only >reports/test-setup-tools.log 2>&1; then
@@ -65,5 +69,11 @@ else
     echo "test setup: NOT READY: $timm_venv (as root: apt-get install python3-torch python3-torchvision;" \
       "see reports/test-setup-torch.log); the timm-resolution reference test of libs/packaging will be skipped"
   fi
+fi
+if pa="$(bash bench/oip/perf-analyzer.sh 2>reports/test-setup-perf-analyzer.log)"; then
+  echo "test setup: perf_analyzer ready ($pa)"
+else
+  echo "test setup: NOT READY: perf_analyzer (see reports/test-setup-perf-analyzer.log; linux x86_64, pip," \
+    "libb64-0d); the perf_analyzer test of apps/inference (oip.e2e) will be skipped"
 fi
 exit 0

@@ -7,7 +7,7 @@
 import 'reflect-metadata';
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { inferenceConfigSpec, loadConfig } from '@deit-serve/config';
@@ -30,6 +30,14 @@ const missing =
   probe.error !== undefined || probe.status !== 0
     ? `skipped: ${python} without tritonclient[grpc] (run tools/scripts/test-setup.sh)`
     : undefined;
+
+/** perf_analyzer as bench/oip/perf-analyzer.sh installs it (tools/scripts/test-setup.sh runs that). */
+const perfAnalyzer =
+  process.env['DEIT_PERF_ANALYZER'] ??
+  join(homedir(), '.cache', 'deit-serve', 'perf-analyzer-2.47.0', 'perf_analyzer');
+const perfAnalyzerMissing = existsSync(perfAnalyzer)
+  ? undefined
+  : `skipped: no perf_analyzer at ${perfAnalyzer} (bash bench/oip/perf-analyzer.sh)`;
 
 interface Infer {
   model_name: string;
@@ -252,6 +260,50 @@ describe.skipIf(missing !== undefined)(
       const served = answers.index.models.filter((m) => m.name === MODEL && m.state === 'READY');
       expect(served.map((m) => m.version)).toEqual([stats[0]?.version]);
     });
+
+    it.skipIf(perfAnalyzerMissing !== undefined)(
+      `perf_analyzer drives ModelInfer with its usual flags and no errors${perfAnalyzerMissing ? ` — ${perfAnalyzerMissing}` : ''}`,
+      { timeout: 60_000 },
+      async () => {
+        const content = Array.from(new Float32Array(tensor.data.slice().buffer), (v) =>
+          Number.isInteger(v) ? v.toFixed(1) : String(v),
+        );
+        const input = join(dir, 'perf-input.json');
+        // Only the FP32 input: both of the model's inputs are optional, and a request takes one.
+        writeFileSync(
+          input,
+          `{"data":[{"pixel_values":{"content":[${content.join(',')}],"shape":[3,28,28]}}]}`,
+        );
+        const { stdout } = await execFileAsync(
+          perfAnalyzer,
+          [
+            '-m',
+            MODEL,
+            '-i',
+            'grpc',
+            '-u',
+            service.address,
+            '--concurrency-range',
+            '2',
+            '--input-data',
+            input,
+            '--measurement-mode',
+            'count_windows',
+            '--measurement-request-count',
+            '40',
+            '--stability-percentage',
+            '100',
+            '--max-trials',
+            '3',
+          ],
+          { encoding: 'utf8', timeout: 50_000 },
+        );
+        expect(stdout).not.toContain('had error');
+        expect(Number(/Request count: (\d+)/.exec(stdout)?.[1])).toBeGreaterThanOrEqual(40);
+        // Its server-side section comes from ModelStatistics.
+        expect(Number(/Successful request count: (\d+)/.exec(stdout)?.[1])).toBeGreaterThanOrEqual(40);
+      },
+    );
 
     it("gives bad requests Triton's status codes and messages", () => {
       const e = answers.errors;
