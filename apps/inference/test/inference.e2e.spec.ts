@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { inferenceConfigSpec, loadConfig } from '@deit-serve/config';
-import { healthV1, inferenceV1, inferenceV1Client } from '@deit-serve/proto';
+import { healthV1, inferenceV1, inferenceV1Client, PROTO_PACKAGES } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { healthCheck, publishTinyDeit, startTestService, type TestService } from '@deit-serve/testing';
 import { mkdtempSync } from 'node:fs';
@@ -55,7 +55,7 @@ describe('inference service end to end', () => {
             DEIT_REGISTRY_POLL_MS: '100',
           }),
         ),
-      { protoFiles: ['inference'], packages: ['deit.inference.v1'] },
+      { protoFiles: ['inference'], packages: [PROTO_PACKAGES.inference] },
     );
     client = new inferenceV1Client.InferenceServiceClient(service.address, credentials.createInsecure());
   });

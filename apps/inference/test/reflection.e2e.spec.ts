@@ -1,5 +1,6 @@
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { bufCurl, grpcurl, grpcurlPath, publishTinyDeit } from '@deit-serve/testing';
+import { PROTO_PACKAGES, SERVICE_NAMES } from '@deit-serve/proto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,7 @@ import { startInference, type Inference } from './support';
  */
 const inCi = process.env['CI'] === 'true' || process.env['CI'] === '1';
 const grpcurlBinary = grpcurlPath();
-const SERVICE = 'deit.inference.v1.InferenceService';
+const SERVICE = SERVICE_NAMES.inference;
 
 let inference: Inference;
 
@@ -32,8 +33,8 @@ describe('server reflection through buf curl', () => {
   it('lists the inference and health services', async () => {
     const out = await bufCurl(inference.service.address, ['--list-services', '{addr}']);
     expect(out.stderr).toBe('');
-    expect(out.stdout.split('\n')).toEqual(expect.arrayContaining([SERVICE, 'grpc.health.v1.Health']));
-    expect(out.stdout).not.toContain('deit.trainer.v1');
+    expect(out.stdout.split('\n')).toEqual(expect.arrayContaining([SERVICE, SERVICE_NAMES.health]));
+    expect(out.stdout).not.toContain(PROTO_PACKAGES.trainer);
   });
 
   it('calls ListModels and GetModel with the reflected schema (Timestamp and snake_case fields resolve)', async () => {
@@ -72,7 +73,7 @@ describe.skipIf(!grpcurlBinary && !inCi)('server reflection through grpcurl', ()
   it('lists and describes the service, its messages and google.protobuf.Timestamp', async () => {
     const list = await grpcurl(binary(), inference.service.address, ['list']);
     expect(list.stderr).toBe('');
-    expect(list.stdout.split('\n')).toEqual(expect.arrayContaining([SERVICE, 'grpc.health.v1.Health']));
+    expect(list.stdout.split('\n')).toEqual(expect.arrayContaining([SERVICE, SERVICE_NAMES.health]));
     const service = await grpcurl(binary(), inference.service.address, ['describe', SERVICE]);
     expect(service.stderr).toBe('');
     expect(service.stdout).toContain(

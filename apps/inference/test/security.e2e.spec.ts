@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { type ChannelCredentials, credentials, status, type ServiceError } from '@grpc/grpc-js';
 import { inferenceConfigSpec, loadConfig } from '@deit-serve/config';
 import { securityOptions } from '@deit-serve/grpc-server';
-import { healthV1, inferenceV1Client } from '@deit-serve/proto';
+import { healthV1, inferenceV1Client, PROTO_PACKAGES } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import {
   bearer,
@@ -52,7 +52,7 @@ async function startSecured(env: Record<string, string>): Promise<TestService> {
     (port) => AppModule.register(loadConfig(inferenceConfigSpec, { ...vars, DEIT_GRPC_PORT: String(port) })),
     {
       protoFiles: ['inference'],
-      packages: ['deit.inference.v1'],
+      packages: [PROTO_PACKAGES.inference],
       ...securityOptions(loadConfig(inferenceConfigSpec, vars), INFERENCE_ACCESS),
     },
   );

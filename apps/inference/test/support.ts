@@ -3,7 +3,7 @@ import 'reflect-metadata';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { inferenceConfigSpec, loadConfig } from '@deit-serve/config';
 import { freePort } from '@deit-serve/grpc-server';
-import { healthV1Client, inferenceV1Client } from '@deit-serve/proto';
+import { healthV1Client, inferenceV1Client, PROTO_PACKAGES } from '@deit-serve/proto';
 import { healthCheck, startTestService, type TestService } from '@deit-serve/testing';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -49,7 +49,7 @@ export async function startInference(
           ...env,
         }),
       ),
-    { protoFiles: ['inference'], packages: ['deit.inference.v1'] },
+    { protoFiles: ['inference'], packages: [PROTO_PACKAGES.inference] },
   );
   const client = newClient(service.address);
   return {

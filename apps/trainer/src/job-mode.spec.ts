@@ -9,7 +9,7 @@ import {
   type Job,
   type JobView,
 } from '@deit-serve/k8s-jobs';
-import { trainerV1Client } from '@deit-serve/proto';
+import { PROTO_PACKAGES, trainerV1Client } from '@deit-serve/proto';
 import { startTestService, type TestService } from '@deit-serve/testing';
 import {
   JobStore,
@@ -155,7 +155,7 @@ describe('the trainer app with DEIT_TRAINER_RUNNER=kubernetes', () => {
           }),
           { kinds: {}, batchApi: api, runner: { pollIntervalMs: 50 } },
         ),
-      { protoFiles: ['trainer'], packages: ['deit.trainer.v1'] },
+      { protoFiles: ['trainer'], packages: [PROTO_PACKAGES.trainer] },
     );
     client = new trainerV1Client.TrainerServiceClient(service.address, credentials.createInsecure());
   });

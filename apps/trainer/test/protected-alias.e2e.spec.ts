@@ -4,7 +4,7 @@ import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
 import { FASHION_MNIST_LABELS } from '@deit-serve/datasets';
 import { securityOptions } from '@deit-serve/grpc-server';
 import { packageAndPublish, presetWeights } from '@deit-serve/packaging';
-import { trainerV1Client } from '@deit-serve/proto';
+import { PROTO_PACKAGES, trainerV1Client } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import {
   bearer,
@@ -74,7 +74,7 @@ beforeAll(async () => {
       }),
     {
       protoFiles: ['trainer'],
-      packages: ['deit.trainer.v1'],
+      packages: [PROTO_PACKAGES.trainer],
       ...securityOptions(loadConfig(trainerConfigSpec, vars), TRAINER_ACCESS),
     },
   );

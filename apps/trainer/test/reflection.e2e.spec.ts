@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
 import { bufCurl, grpcurl, grpcurlPath, startTestService, type TestService } from '@deit-serve/testing';
+import { PROTO_PACKAGES, SERVICE_NAMES } from '@deit-serve/proto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,7 @@ import { AppModule } from '../src/app.module';
  */
 const inCi = process.env['CI'] === 'true' || process.env['CI'] === '1';
 const grpcurlBinary = grpcurlPath();
-const SERVICE = 'deit.trainer.v1.TrainerService';
+const SERVICE = SERVICE_NAMES.trainer;
 
 let trainer: TestService;
 
@@ -30,7 +31,7 @@ beforeAll(async () => {
       AppModule.register(loadConfig(trainerConfigSpec, { ...vars, DEIT_TRAINER_GRPC_PORT: String(port) }), {
         kinds: {},
       }),
-    { protoFiles: ['trainer'], packages: ['deit.trainer.v1'] },
+    { protoFiles: ['trainer'], packages: [PROTO_PACKAGES.trainer] },
   );
 }, 60_000);
 
@@ -42,8 +43,8 @@ describe('trainer reflection through buf curl', () => {
   it('lists the trainer and health services and calls ListJobs', async () => {
     const services = await bufCurl(trainer.address, ['--list-services', '{addr}']);
     expect(services.stderr).toBe('');
-    expect(services.stdout.split('\n')).toEqual(expect.arrayContaining([SERVICE, 'grpc.health.v1.Health']));
-    expect(services.stdout).not.toContain('deit.inference.v1');
+    expect(services.stdout.split('\n')).toEqual(expect.arrayContaining([SERVICE, SERVICE_NAMES.health]));
+    expect(services.stdout).not.toContain(PROTO_PACKAGES.inference);
     const jobs = await bufCurl(trainer.address, ['--reflect', '-d', '{}', `{addr}/${SERVICE}/ListJobs`]);
     expect(jobs.stderr).toBe('');
     expect(jobs.code).toBe(0);

@@ -8,7 +8,7 @@ import {
 } from '@grpc/grpc-js';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
 import { securityOptions } from '@deit-serve/grpc-server';
-import { healthV1, trainerV1Client } from '@deit-serve/proto';
+import { healthV1, PROTO_PACKAGES, trainerV1Client } from '@deit-serve/proto';
 import {
   bearer,
   createTestPki,
@@ -110,7 +110,7 @@ async function startTrainer(env: Record<string, string>): Promise<TestService> {
       }),
     {
       protoFiles: ['trainer'],
-      packages: ['deit.trainer.v1'],
+      packages: [PROTO_PACKAGES.trainer],
       ...securityOptions(loadConfig(trainerConfigSpec, vars), TRAINER_ACCESS),
     },
   );

@@ -10,7 +10,7 @@ import {
 import { loadSync } from '@grpc/proto-loader';
 import { dirname, join } from 'node:path';
 import { Module, type INestMicroservice } from '@nestjs/common';
-import { healthV1, healthV1Client } from '@deit-serve/proto';
+import { healthV1, healthV1Client, SERVICE_NAMES } from '@deit-serve/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGrpcMicroservice } from './bootstrap';
 import { HealthModule, HealthStatus } from './health';
@@ -166,6 +166,6 @@ describe('gRPC service skeleton (health, reflection, error mapping)', () => {
       call.write({ listServices: '' });
     });
     reflection.close();
-    expect(services).toContain('grpc.health.v1.Health');
+    expect(services).toContain(SERVICE_NAMES.health);
   });
 });

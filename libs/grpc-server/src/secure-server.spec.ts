@@ -9,7 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { Logger, Module, type INestMicroservice } from '@nestjs/common';
-import { healthV1, healthV1Client } from '@deit-serve/proto';
+import { healthV1, healthV1Client, SERVICE_NAMES } from '@deit-serve/proto';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createGrpcMicroservice, type GrpcServiceOptions, securityOptions } from './bootstrap';
@@ -143,7 +143,7 @@ describe('a service with tokens, TLS and a plain-text health port', () => {
   it('serves reflection only to a caller with a valid token', async () => {
     await expect(listServices(address, tls)).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
     await expect(listServices(address, tls, 'wrong')).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
-    expect(await listServices(address, tls, 'web-token')).toContain('grpc.health.v1.Health');
+    expect(await listServices(address, tls, 'web-token')).toContain(SERVICE_NAMES.health);
   });
 
   it('answers health, and nothing else, in plain text on the health port', async () => {

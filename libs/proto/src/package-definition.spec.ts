@@ -1,6 +1,13 @@
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { inferenceV1, inferenceV1Client, loadPackageDefinition, trainerV1, trainerV1Client } from './index';
+import {
+  inferenceV1,
+  inferenceV1Client,
+  loadPackageDefinition,
+  SERVICE_NAMES,
+  trainerV1,
+  trainerV1Client,
+} from './index';
 
 function method(service: string, name: string): MethodDefinition<unknown, unknown> {
   const def = loadPackageDefinition(['inference', 'trainer', 'health'])[service] as ServiceDefinition;
@@ -11,7 +18,7 @@ function method(service: string, name: string): MethodDefinition<unknown, unknow
 
 describe('loadPackageDefinition', () => {
   it('decodes requests into exactly the generated types (absent messages undefined, enums numeric)', () => {
-    const classify = method('deit.inference.v1.InferenceService', 'Classify');
+    const classify = method(SERVICE_NAMES.inference, 'Classify');
     const wire = Buffer.from(
       inferenceV1Client.ClassifyRequest.encode(
         inferenceV1Client.ClassifyRequest.fromPartial({
@@ -34,7 +41,7 @@ describe('loadPackageDefinition', () => {
   });
 
   it('keeps proto3 optional fields unset and Timestamps as Date', () => {
-    const start = method('deit.trainer.v1.TrainerService', 'StartFineTune');
+    const start = method(SERVICE_NAMES.trainer, 'StartFineTune');
     const wire = Buffer.from(
       trainerV1Client.StartFineTuneRequest.encode(
         trainerV1Client.StartFineTuneRequest.fromPartial({
@@ -50,7 +57,7 @@ describe('loadPackageDefinition', () => {
     expect(decoded.spec?.distillation?.type).toBe(trainerV1.DistillationType.DISTILLATION_TYPE_HARD);
     expect(decoded.spec?.student).toBeUndefined();
 
-    const get = method('deit.trainer.v1.TrainerService', 'GetJob');
+    const get = method(SERVICE_NAMES.trainer, 'GetJob');
     const created = new Date('2026-01-02T03:04:05.678Z');
     const job: trainerV1.GetJobResponse = {
       job: trainerV1Client.Job.fromPartial({

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { Controller } from '@nestjs/common';
 import { InvalidArgumentError } from '@deit-serve/core';
 import { freePort } from '@deit-serve/grpc-server';
-import { inferenceV1 } from '@deit-serve/proto';
+import { inferenceV1, PROTO_PACKAGES } from '@deit-serve/proto';
 import { startTestService, type TestService } from '@deit-serve/testing';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -77,7 +77,7 @@ describe('deit classify', () => {
   beforeAll(async () => {
     service = await startTestService(
       () => ({ module: class FakeInferenceModule {}, controllers: [FakeInferenceController] }),
-      { protoFiles: ['inference'], packages: ['deit.inference.v1'] },
+      { protoFiles: ['inference'], packages: [PROTO_PACKAGES.inference] },
     );
     dir = mkdtempSync(join(tmpdir(), 'deit-cli-classify-'));
     cat = join(dir, 'cat.png');

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Controller } from '@nestjs/common';
 import { methodRoles, securityOptions } from '@deit-serve/grpc-server';
-import { inferenceV1, inferenceV1Client, trainerV1Client } from '@deit-serve/proto';
+import { inferenceV1, inferenceV1Client, PROTO_PACKAGES, trainerV1Client } from '@deit-serve/proto';
 import {
   createTestPki,
   startTestService,
@@ -103,7 +103,7 @@ describe('deit jobs / finetune against a trainer with tokens and mutual TLS', ()
   beforeAll(async () => {
     service = await startTestService(fakeTrainerModule, {
       protoFiles: ['trainer'],
-      packages: ['deit.trainer.v1'],
+      packages: [PROTO_PACKAGES.trainer],
       ...securityOptions(
         {
           authTokensFile: tokensFile,
@@ -202,7 +202,7 @@ describe('deit classify against an inference service with tokens and TLS', () =>
       () => ({ module: class TinyInferenceModule {}, controllers: [TinyInferenceController] }),
       {
         protoFiles: ['inference'],
-        packages: ['deit.inference.v1'],
+        packages: [PROTO_PACKAGES.inference],
         ...securityOptions(
           {
             authTokensFile: tokensFile,

@@ -1,5 +1,5 @@
 import { freePort } from '@deit-serve/grpc-server';
-import { trainerV1, trainerV1Client } from '@deit-serve/proto';
+import { PROTO_PACKAGES, trainerV1, trainerV1Client } from '@deit-serve/proto';
 import { startTestService, type TestService } from '@deit-serve/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from '../cli';
@@ -53,7 +53,7 @@ describe('deit jobs', () => {
   beforeAll(async () => {
     service = await startTestService(fakeTrainerModule, {
       protoFiles: ['trainer'],
-      packages: ['deit.trainer.v1'],
+      packages: [PROTO_PACKAGES.trainer],
     });
   });
   afterAll(() => service?.close());
