@@ -10,7 +10,7 @@ import {
 import type { TrainerConfig } from '@deit-serve/config';
 import { HealthModule, HealthStatus } from '@deit-serve/grpc-server';
 import { healthV1, SERVICE_NAMES } from '@deit-serve/proto';
-import { ProtectedAliases } from '@deit-serve/finetune';
+import { fineTuneJobConfig, fineTuneJobKinds, ProtectedAliases } from '@deit-serve/finetune';
 import { connectBatchApi, type BatchJobsApi } from '@deit-serve/k8s-jobs';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import {
@@ -29,6 +29,7 @@ import { kubernetesRunnerOptions } from './job-mode';
 import {
   CONFIG,
   JOB_EXECUTOR,
+  JOB_KINDS,
   PROTECTED_ALIASES,
   SPEC_CHECKS,
   SPEC_OPTIONS,
@@ -40,12 +41,15 @@ const { SERVING } = healthV1.HealthCheckResponse_ServingStatus;
 const TRAINER_SERVICE = SERVICE_NAMES.trainer;
 
 export interface TrainerWiring {
-  /** Job kinds the runner can execute (module + export of each job function). */
-  kinds: JobKinds;
+  /**
+   * Job kinds the runner can execute (module + export of each job function); default: the fine-tune
+   * job, configured with this module's sandbox and the trainer's settings.
+   */
+  kinds?: JobKinds;
   /** How workers are started (tests add a TypeScript register hook). */
   worker?: WorkerOptions;
   specOptions?: SpecOptions;
-  /** Checks of what a spec names (models, dataset), run when a job is requested. */
+  /** Cheap checks of what a spec names (registry refs), run when a job is requested. */
   specChecks?: readonly SpecCheck[];
   /** Runner timings; tests shorten them. */
   runner?: { stopGraceMs?: number; pollIntervalMs?: number; leaseMs?: number };
@@ -74,18 +78,27 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
         { provide: CONFIG, useValue: config },
         { provide: SPEC_OPTIONS, useValue: wiring.specOptions ?? {} },
         { provide: SPEC_CHECKS, useValue: wiring.specChecks ?? [] },
+        // The one sandbox of the trainer: StartFineTune checks paths with it, and the fine-tune job
+        // kind carries its configuration to every worker. Relative roots are taken against the
+        // working directory, as DEIT_TRAINER_WORK_DIR is.
+        { provide: PathSandbox, useFactory: () => new PathSandbox(config.dataRoots) },
         {
           provide: PROTECTED_ALIASES,
-          useFactory: () =>
+          inject: [PathSandbox],
+          useFactory: (sandbox: PathSandbox) =>
             wiring.protectedAliases ??
             new ProtectedAliases({
               aliases: config.protectedAliases,
-              dataRoots: config.dataRoots,
+              dataRoots: sandbox.roots,
               registry: () => DirectoryRegistry.open(config.registryDir),
             }),
         },
-        // Relative roots are taken against the working directory, as DEIT_TRAINER_WORK_DIR is.
-        { provide: PathSandbox, useFactory: () => new PathSandbox(config.dataRoots) },
+        {
+          provide: JOB_KINDS,
+          inject: [PathSandbox],
+          useFactory: (sandbox: PathSandbox): JobKinds =>
+            wiring.kinds ?? fineTuneJobKinds(fineTuneJobConfig(config, sandbox)),
+        },
         {
           provide: JobStore,
           useFactory: () => {
@@ -95,8 +108,8 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
         },
         {
           provide: JOB_EXECUTOR,
-          inject: [JobStore],
-          useFactory: async (store: JobStore): Promise<JobExecutor> => {
+          inject: [JobStore, JOB_KINDS],
+          useFactory: async (store: JobStore, kinds: JobKinds): Promise<JobExecutor> => {
             if (config.runner === 'kubernetes') {
               // Job mode: each job becomes a Kubernetes Job; the store stays the source of truth.
               const api = wiring.batchApi ?? (await connectBatchApi());
@@ -115,7 +128,7 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
             }
             return new JobRunner({
               store,
-              kinds: wiring.kinds,
+              kinds,
               workDir: config.workDir,
               maxConcurrentJobs: config.maxConcurrentJobs,
               maxJobWallMs: config.maxJobWallMs,

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
-import { fineTuneJobKinds, ProtectedAliases } from '@deit-serve/finetune';
+import { ProtectedAliases } from '@deit-serve/finetune';
 import { createGrpcMicroservice, logLevelsUpTo, securityOptions } from '@deit-serve/grpc-server';
 import { DEIT_PRESET_NAMES } from '@deit-serve/model';
 import { PROTO_PACKAGES } from '@deit-serve/proto';
@@ -15,9 +15,8 @@ async function main(): Promise<void> {
   const registry = await DirectoryRegistry.open(config.registryDir, { create: true });
   const app = await createGrpcMicroservice(
     AppModule.register(config, {
-      kinds: fineTuneJobKinds(),
       specOptions: { presets: DEIT_PRESET_NAMES },
-      specChecks: sourceChecks(config, registry),
+      specChecks: sourceChecks(registry),
       protectedAliases: new ProtectedAliases({
         aliases: config.protectedAliases,
         dataRoots: config.dataRoots,

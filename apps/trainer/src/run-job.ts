@@ -4,14 +4,17 @@
  * volume (`$DEIT_TRAINER_WORK_DIR/jobs/<id>`), reporting to the folder's event file, which the trainer
  * tails into its store. SIGTERM (Job deleted, pod evicted) makes the job checkpoint and stop; a pod
  * Kubernetes starts again resumes from that checkpoint. Exit codes: POD_EXIT of trainer-engine.
+ * The pod's environment is the trainer's configuration as the Job forwards it (job-mode.ts), read
+ * once here; the job gets its sandbox and limits from it as a worker gets them from its job kind.
  */
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
-import { fineTuneJob } from '@deit-serve/finetune';
+import { createFineTuneJob, fineTuneJobConfig, fineTuneJobOptions } from '@deit-serve/finetune';
 import {
   FINE_TUNE_JOB_KIND,
   isPermanentFailure,
   JobAbortedError,
   jobFolder,
+  PathSandbox,
   POD_EXIT,
   runPodJob,
   type JobFunction,
@@ -25,6 +28,7 @@ async function main(): Promise<number> {
     return POD_EXIT.permanent;
   }
   const config = loadConfig(trainerConfigSpec);
+  const jobConfig = fineTuneJobConfig(config, new PathSandbox(config.dataRoots));
   const controller = new AbortController();
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => controller.abort(new JobAbortedError('shutdown')));
@@ -32,7 +36,7 @@ async function main(): Promise<number> {
   return runPodJob({
     jobId,
     jobDir: jobFolder(config.workDir, jobId),
-    functions: { [FINE_TUNE_JOB_KIND]: fineTuneJob as JobFunction },
+    functions: { [FINE_TUNE_JOB_KIND]: createFineTuneJob(fineTuneJobOptions(jobConfig)) as JobFunction },
     signal: controller.signal,
     pod: process.env['HOSTNAME'] ?? hostname(),
     log: (line) => console.log(line),

@@ -1,22 +1,13 @@
-import type { TrainerConfig } from '@deit-serve/config';
-import { sourcesSpecCheck } from '@deit-serve/finetune';
-import type { SpecCheck } from '@deit-serve/trainer-engine';
+import { registryRefsSpecCheck } from '@deit-serve/finetune';
 import type { ModelRegistry } from '@deit-serve/registry';
-import { PathSandbox } from '@deit-serve/trainer-engine';
+import type { SpecCheck } from '@deit-serve/trainer-engine';
 
 /**
- * The source checks every submitted spec passes before it is queued, from the configuration: paths
- * inside DEIT_TRAINER_DATA_ROOTS (every file read through the sandbox's checked FileAccess, as the
- * worker reads them), dataset size limits, the registry's models. main() and the sandbox e2e test
- * wire the same ones.
+ * The checks of what a spec names that StartFineTune runs before queueing it, beyond its form and its
+ * paths (the sandbox): only cheap ones, so the call answers at once. Reading the data set, opening
+ * the teacher and the student's weights is the job's: a bad one fails the job (FAILED, each field and
+ * problem in its error). main() and the e2e tests wire the same ones.
  */
-export function sourceChecks(config: TrainerConfig, registry: ModelRegistry): SpecCheck[] {
-  return [
-    sourcesSpecCheck({
-      registry,
-      teacherThreads: 1,
-      sandbox: new PathSandbox(config.dataRoots),
-      datasetLimits: { maxImages: config.maxDatasetImages, maxBytes: config.maxDatasetBytes },
-    }),
-  ];
+export function sourceChecks(registry: ModelRegistry): SpecCheck[] {
+  return [registryRefsSpecCheck(registry)];
 }

@@ -14,7 +14,7 @@ import {
   InvalidSpecError,
   PathNotAllowedError,
   PathSandbox,
-  toProtoEvent,
+  toProtoEvents,
   toProtoJob,
   runSpecChecks,
   type SpecCheck,
@@ -22,7 +22,7 @@ import {
   watchJob$,
   type JobRecord,
 } from '@deit-serve/trainer-engine';
-import { map, type Observable } from 'rxjs';
+import { concatMap, type Observable } from 'rxjs';
 import { JOB_EXECUTOR, PROTECTED_ALIASES, SPEC_CHECKS, SPEC_OPTIONS, type SpecOptions } from './tokens';
 
 type FineTuneJob = JobRecord<FineTuneJobSpec, FineTuneResult>;
@@ -45,10 +45,12 @@ export class TrainerController implements trainerV1.TrainerServiceController {
     request: trainerV1.StartFineTuneRequest,
     metadata?: Metadata,
   ): Promise<trainerV1.StartFineTuneResponse> {
-    // Every bad field is reported at once (INVALID_ARGUMENT) before anything is queued: first the
-    // spec's form, then whether its paths lie inside the data roots (PERMISSION_DENIED), then what
-    // it names (models, teacher, dataset, label sets), then whether the caller may promote where it
-    // asks (protected aliases: PERMISSION_DENIED). Refusals are logged: they may be probes.
+    // Only cheap checks before queueing, every bad field reported at once (INVALID_ARGUMENT): the
+    // spec's form, whether its paths lie inside the data roots (PERMISSION_DENIED), whether the
+    // registry refs it names resolve, whether the caller may promote where it asks (protected
+    // aliases: PERMISSION_DENIED). Reading the data set and the models is the job's: a bad one fails
+    // the job, its problems in the error GetJob and WatchJob show. Refusals are logged: they may be
+    // probes.
     let spec: FineTuneJobSpec;
     try {
       spec = validateFineTuneSpec(request.spec ?? null, this.specOptions);
@@ -94,7 +96,9 @@ export class TrainerController implements trainerV1.TrainerServiceController {
 
   watchJob(request: trainerV1.WatchJobRequest): Observable<trainerV1.WatchJobResponse> {
     this.store.get(request.jobId); // NOT_FOUND up front rather than an empty stream
-    return watchJob$(this.store, request.jobId).pipe(map((event) => ({ event: toProtoEvent(event) })));
+    return watchJob$(this.store, request.jobId).pipe(
+      concatMap((event) => toProtoEvents(event).map((wire) => ({ event: wire }))),
+    );
   }
 
   cancelJob(request: trainerV1.CancelJobRequest): trainerV1.CancelJobResponse {

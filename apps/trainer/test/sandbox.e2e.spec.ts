@@ -2,55 +2,31 @@ import 'reflect-metadata';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { Logger } from '@nestjs/common';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
+import { FASHION_MNIST_FILES } from '@deit-serve/datasets';
 import { trainerV1Client } from '@deit-serve/proto';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { startTestService, type TestService } from '@deit-serve/testing';
-import { execFileSync } from 'node:child_process';
-import { constants, mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AppModule } from '../src/app.module';
 import { sourceChecks } from '../src/spec-checks';
+import { writeFolder } from './fixtures/data';
 
 /**
- * The trainer's path sandbox and data set limits through its gRPC API: the app as main.ts wires it
- * (config from the environment, the sources check with the same sandbox and limits), in process.
+ * The trainer's path sandbox through its gRPC API: what StartFineTune refuses before queueing (the
+ * app as main.ts wires it, in process). What only reading the data shows (its size, FIFOs) fails the
+ * job instead: job-checks.e2e.spec.ts.
  */
 const base = realpathSync(mkdtempSync(join(tmpdir(), 'deit-trainer-sandbox-')));
 const dataRoot = join(base, 'data');
 const outside = join(base, 'outside');
-const MAX_DATASET_IMAGES = 12;
 const SECRET = 'SECRET-CONTENT-51c0de';
-/** Fashion-MNIST's four file names, made FIFOs in one folder. */
-const FASHION_MNIST_NAMES = [
-  'train-images-idx3-ubyte.gz',
-  'train-labels-idx1-ubyte.gz',
-  't10k-images-idx3-ubyte.gz',
-  't10k-labels-idx1-ubyte.gz',
-];
-/** A refusal of a FIFO must come this fast (it used to block a thread of libuv's pool for good). */
-const PROMPT_MS = 2_000;
-
 const { DistillationType } = trainerV1Client;
 
-async function writeFolder(dir: string, classes: readonly string[], perClass: number): Promise<void> {
-  for (const [label, name] of classes.entries()) {
-    mkdirSync(join(dir, name), { recursive: true });
-    for (let i = 0; i < perClass; i++) {
-      const png = await sharp({
-        create: { width: 28, height: 28, channels: 3, background: { r: label * 60, g: i * 20, b: 7 } },
-      })
-        .png()
-        .toBuffer();
-      writeFileSync(join(dir, name, `${i}.png`), png);
-    }
-  }
-}
-
-describe('trainer path sandbox and data set limits (gRPC)', () => {
+describe('trainer path sandbox (gRPC)', () => {
   let service: TestService;
   let client: trainerV1Client.TrainerServiceClient;
   const warn = vi.spyOn(Logger.prototype, 'warn');
@@ -59,7 +35,6 @@ describe('trainer path sandbox and data set limits (gRPC)', () => {
     mkdirSync(dataRoot, { recursive: true });
     mkdirSync(outside, { recursive: true });
     await writeFolder(join(dataRoot, 'pets'), ['cat', 'dog'], 3);
-    await writeFolder(join(dataRoot, 'too-big'), ['cat', 'dog'], MAX_DATASET_IMAGES / 2 + 1);
     await writeFolder(join(outside, 'private'), ['cat', 'dog'], 3);
     // Never read: the sandbox refuses the symlink first.
     writeFileSync(join(outside, 'teacher.onnx'), 'private bytes');
@@ -68,24 +43,21 @@ describe('trainer path sandbox and data set limits (gRPC)', () => {
     // Fashion-MNIST files that are symlinks out of the root: to a secret, and to /etc/passwd.
     writeFileSync(join(outside, 'secret.bin'), SECRET.repeat(50));
     mkdirSync(join(dataRoot, 'linked-fm'));
-    symlinkSync(join(outside, 'secret.bin'), join(dataRoot, 'linked-fm', FASHION_MNIST_NAMES[0]));
-    symlinkSync('/etc/passwd', join(dataRoot, 'linked-fm', FASHION_MNIST_NAMES[1]));
-    mkdirSync(join(dataRoot, 'fifo-fm'));
-    for (const name of FASHION_MNIST_NAMES) execFileSync('mkfifo', [join(dataRoot, 'fifo-fm', name)]);
+    symlinkSync(join(outside, 'secret.bin'), join(dataRoot, 'linked-fm', FASHION_MNIST_FILES.train.images));
+    symlinkSync('/etc/passwd', join(dataRoot, 'linked-fm', FASHION_MNIST_FILES.train.labels));
 
     const config = loadConfig(trainerConfigSpec, {
       DEIT_JOBS_DB: join(base, 'jobs.sqlite'),
       DEIT_TRAINER_WORK_DIR: join(base, 'work'),
       DEIT_REGISTRY_DIR: join(base, 'registry'),
       DEIT_TRAINER_DATA_ROOTS: dataRoot,
-      DEIT_MAX_DATASET_IMAGES: String(MAX_DATASET_IMAGES),
     });
     const registry = await DirectoryRegistry.open(config.registryDir, { create: true });
     service = await startTestService(
       () =>
         AppModule.register(config, {
           kinds: {}, // jobs are queued, never run: this is about what gets in
-          specChecks: sourceChecks(config, registry),
+          specChecks: sourceChecks(registry),
         }),
       { protoFiles: ['trainer'], packages: ['deit.trainer.v1'] },
     );
@@ -93,15 +65,6 @@ describe('trainer path sandbox and data set limits (gRPC)', () => {
   }, 60_000);
 
   afterAll(async () => {
-    // Should a read be blocked on a FIFO (the failure guarded against), a writer coming and going
-    // releases it, so the service can close.
-    for (const name of FASHION_MNIST_NAMES) {
-      const writer = await open(
-        join(dataRoot, 'fifo-fm', name),
-        constants.O_WRONLY | constants.O_NONBLOCK,
-      ).catch(() => undefined);
-      await writer?.close();
-    }
     client?.close();
     await service?.close();
     warn.mockRestore();
@@ -258,16 +221,6 @@ describe('trainer path sandbox and data set limits (gRPC)', () => {
     );
   });
 
-  it('refuses a data set above DEIT_MAX_DATASET_IMAGES, naming the dataset and the limit', async () => {
-    const error = await refusal(spec(folder(join(dataRoot, 'too-big'))));
-    expect(error.code).toBe(status.INVALID_ARGUMENT);
-    expect(error.details).toMatch(
-      new RegExp(
-        `dataset: .*would load ${MAX_DATASET_IMAGES + 2} images, more than the ${MAX_DATASET_IMAGES} allowed`,
-      ),
-    );
-  });
-
   it('refuses Fashion-MNIST files that are symlinks out of the root with PERMISSION_DENIED, quoting none of their bytes', async () => {
     const error = await refusal(spec(fashionMnist(join(dataRoot, 'linked-fm'))));
     expect(error.code).toBe(status.PERMISSION_DENIED);
@@ -277,27 +230,5 @@ describe('trainer path sandbox and data set limits (gRPC)', () => {
     for (const leak of [SECRET, 'SECR', '53454352', 'root:', '726f6f74', outside]) {
       expect(error.details).not.toContain(leak);
     }
-  });
-
-  it('refuses FIFOs named like Fashion-MNIST files promptly, request after request, and keeps answering', async () => {
-    for (let i = 0; i < 8; i++) {
-      const started = Date.now();
-      const error = await refusal(spec(fashionMnist(join(dataRoot, 'fifo-fm'))), `fifo-${i}`, PROMPT_MS);
-      expect(Date.now() - started).toBeLessThan(PROMPT_MS);
-      expect(error.code).toBe(status.INVALID_ARGUMENT);
-      expect(error.details).toMatch(/train-images-idx3-ubyte\.gz" is not a regular file \(a FIFO\)/);
-    }
-    // Still responsive: a normal request is queued and the job list answers, both promptly.
-    const { job } = await start(spec(), 'after-fifos', PROMPT_MS);
-    expect(job?.state).toBe(trainerV1Client.JobState.JOB_STATE_QUEUED);
-    const listed = await new Promise<trainerV1Client.ListJobsResponse>((resolve, reject) =>
-      client.listJobs(
-        { states: [], pageSize: 100, pageToken: '' },
-        new Metadata(),
-        { deadline: Date.now() + PROMPT_MS },
-        (e, r) => (e ? reject(e) : resolve(r)),
-      ),
-    );
-    expect(listed.jobs.map((j) => j.id)).toContain(job?.id);
   });
 });

@@ -9,7 +9,10 @@ export {
   createFineTuneJob,
   FINE_TUNE_JOB_MODULE,
   fineTuneJob,
+  fineTuneJobConfig,
   fineTuneJobKinds,
+  fineTuneJobOptions,
+  type FineTuneJobConfig,
   type FineTuneJobOptions,
 } from './fine-tune-job';
 export { ProtectedAliases, type Caller } from './protected-promotion';
@@ -29,4 +32,4 @@ export {
 export { renderCurvesPng } from './curves';
 export { AccuracyCounter, top1Of } from './evaluate';
 export { gitCommit } from './lineage';
-export { loadFineTuneSources, sourcesSpecCheck } from './sources';
+export { loadFineTuneSources, registryRefsSpecCheck } from './sources';

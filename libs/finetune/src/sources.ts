@@ -1,7 +1,8 @@
 /**
  * Start-time loading of everything a fine-tune reads: the student's weights, the frozen teacher (in
  * onnxruntime) and the data. Every problem is collected and thrown as one `InvalidSpecError`, so a bad
- * spec fails within seconds and names all of its mistakes at once, including label sets that disagree.
+ * spec fails its job within seconds and names all of its mistakes at once, including label sets that
+ * disagree. (StartFineTune itself checks only what is cheap: see {@link registryRefsSpecCheck}.)
  * Every file is opened through the sandbox's {@link FileAccess}: a path that leads out of the data
  * roots, even one swapped while it is being read, is refused with PERMISSION_DENIED naming its field.
  */
@@ -167,22 +168,24 @@ export async function loadFineTuneSources(
 }
 
 /**
- * The same loading as a `SpecCheck`, for a service that wants a bad spec rejected when the job is
- * requested rather than when it starts (it reads the data set and starts the teacher: seconds).
+ * What StartFineTune checks of the models a spec names before queueing it: each registry ref (student,
+ * teacher) resolves to a published version. Cheap: nothing is read. Whether the version is a DeiT,
+ * its weights and its labels fit is checked by the job ({@link loadFineTuneSources}).
  */
-export function sourcesSpecCheck(options: Omit<LoadSourcesOptions, 'signal'> = {}): SpecCheck {
-  return async (spec, { signal }) => {
-    try {
-      const sources = await loadFineTuneSources(spec, {
-        ...options,
-        ...(signal !== undefined && { signal }),
-      });
-      await sources.teacher?.session.release();
-      return [];
-    } catch (error) {
-      if (error instanceof InvalidSpecError) return error.problems;
-      throw error;
+export function registryRefsSpecCheck(registry: ModelRegistry): SpecCheck {
+  return async (spec) => {
+    const refs: [string, string][] = [];
+    if (spec.student.kind === 'registry') refs.push(['student.registry_ref', spec.student.ref]);
+    if (spec.teacher?.kind === 'registry') refs.push(['teacher.registry_ref', spec.teacher.ref]);
+    const problems: SpecProblem[] = [];
+    for (const [field, ref] of refs) {
+      try {
+        await registry.resolve(ref);
+      } catch (error) {
+        problems.push({ field, problem: messageOf(error) });
+      }
     }
+    return problems;
   };
 }
 

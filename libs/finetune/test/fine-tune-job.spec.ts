@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readOnnxWeights } from '@deit-serve/model';
+import { describeBackend, readOnnxWeights } from '@deit-serve/model';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import {
   InvalidSpecError,
@@ -188,7 +188,10 @@ describe('fineTuneJob', () => {
       const { ctx, recorded } = context(s);
       const result = await job()(ctx);
 
-      expect(recorded.logs.join('\n')).toMatch(/one thread/);
+      // One thread (parallelism local), described by the backend itself.
+      expect(recorded.logs).toContainEqual(
+        `training student-tiny:1 on ${describeBackend()}, batch 16 in passes of ≤ 16 rows, 1.00e-3 peak lr`,
+      );
       expect(recorded.progress.every((p) => p.loss?.distillation === 0)).toBe(true);
       expect(result.finalEval?.teacherTop1).toBeUndefined();
       expect(result).toMatchObject({ version: 2, promoted: false });

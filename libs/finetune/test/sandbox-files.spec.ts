@@ -25,13 +25,14 @@ import {
   type FineTuneJobSpec,
 } from '@deit-serve/trainer-engine';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadFineTuneSources, sourcesSpecCheck } from '../src';
+import { loadFineTuneSources } from '../src';
 import { MAX_MODEL_FILE_BYTES } from '../src/sources';
 import { fineTuneRequest, writeFashionMnist } from './fixtures/fine-tune-fixtures';
+import { sourceProblems } from './fixtures/source-problems';
 
 /**
- * The trainer's audited file access, through loadFineTuneSources (the worker's load) and
- * sourcesSpecCheck (the request-time check): file symlinks out of the roots, FIFOs, sparse giants and
+ * The trainer's audited file access, through loadFineTuneSources (the job's load), thrown or listed
+ * as the failed job reports it: file symlinks out of the roots, FIFOs, sparse giants and
  * gzip bombs are refused before their content is read, and no message carries a byte of them.
  */
 const PICO = 'deit_pico_distilled_patch4_28';
@@ -114,7 +115,7 @@ describe('file symlinks inside a root that lead out', () => {
       const spec = fashionMnistSpec(dir());
       const loads: Array<() => Promise<unknown>> = [
         () => loadFineTuneSources(spec, { sandbox }),
-        async () => sourcesSpecCheck({ sandbox })(spec, {}),
+        async () => sourceProblems(spec, { sandbox }),
       ];
       for (const load of loads) {
         const { error } = await refusal(load);
@@ -300,7 +301,7 @@ describe('FIFOs named like the data set files', () => {
       const timeout = new Promise<never>((_, reject) =>
         setTimeout(() => reject(new Error(`request ${i} still waiting after ${PROMPT_MS} ms`)), PROMPT_MS),
       );
-      const problems = await Promise.race([sourcesSpecCheck({ sandbox })(spec, {}), timeout]);
+      const problems = await Promise.race([sourceProblems(spec, { sandbox }), timeout]);
       expect(problems).toEqual([
         {
           field: 'dataset.fashion_mnist.dir',

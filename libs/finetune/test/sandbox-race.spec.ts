@@ -11,15 +11,16 @@ import {
   validateFineTuneSpec,
 } from '@deit-serve/trainer-engine';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadFineTuneSources, sourcesSpecCheck } from '../src';
+import { loadFineTuneSources } from '../src';
 import { fineTuneRequest, publishStudent, writeFashionMnist } from './fixtures/fine-tune-fixtures';
+import { sourceProblems } from './fixtures/source-problems';
 
 /**
  * Check-then-open races: a folder inside the data root is swapped with a symlink to an outside folder
  * (renameat2 RENAME_EXCHANGE, every 0.3 ms) while requests name it. Every request must either load the
  * inside data or be refused with PERMISSION_DENIED; the outside data (recognisable: 13 images of
- * pixel 0xAB, labels 200 that no data set here may hold) must never be read, by the request-time
- * check or by the worker's load. A path that keeps changing while it is opened may be refused too
+ * pixel 0xAB, labels 200 that no data set here may hold) must never be read by the job's load,
+ * whether its problems are listed (as a failed job reports them) or its data used. A path that keeps changing while it is opened may be refused too
  * (INVALID_ARGUMENT, saying so).
  */
 const REQUESTS = 500;
@@ -61,7 +62,7 @@ afterAll(async () => {
 });
 
 describe('a data folder swapped for a symlink out of the roots while requests read it', () => {
-  it(`never reads the outside data in ${REQUESTS} request-time checks and ${REQUESTS} worker loads`, async () => {
+  it(`never reads the outside data in ${REQUESTS} listed checks and ${REQUESTS} loads`, async () => {
     const root = join(base, 'data');
     const outside = join(base, 'outside', 'fm');
     await writeFashionMnist(join(root, 'fm'), 20, 10);
@@ -103,11 +104,11 @@ describe('a data folder swapped for a symlink out of the roots while requests re
     // A refusal is PERMISSION_DENIED, or a path that kept changing while it was opened.
     const outcomes = { loaded: 0, denied: 0, changed: 0, outsideReads: [] as string[] };
     const changing = /kept changing while it was being opened; not read/;
-    const check = sourcesSpecCheck({ sandbox, registry });
+    const check = (s: typeof spec) => sourceProblems(s, { sandbox, registry });
     const request = async (i: number): Promise<void> => {
       try {
         if (i % 2 === 0) {
-          const problems = await check(spec, {});
+          const problems = await check(spec);
           if (problems.length > 0 && problems.every((p) => changing.test(p.problem))) {
             outcomes.changed++;
             return;

@@ -12,10 +12,11 @@ import {
   validateFineTuneSpec,
 } from '@deit-serve/trainer-engine';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadFineTuneSources, sourcesSpecCheck } from '../src';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { loadFineTuneSources, registryRefsSpecCheck } from '../src';
 import { TeacherRunner } from '../src/teacher';
 import { fineTuneRequest, writeFashionMnist, writeImageFolder } from './fixtures/fine-tune-fixtures';
+import { sourceProblems } from './fixtures/source-problems';
 
 let root: string;
 let registry: DirectoryRegistry;
@@ -106,7 +107,7 @@ describe('loadFineTuneSources', () => {
     }
   });
 
-  it('serves as a SpecCheck that lists the problems instead of throwing them', async () => {
+  it('lists every problem of the data set and the teacher, as the failed job reports them', async () => {
     const spec = validateFineTuneSpec({
       ...fineTuneRequest({
         student: { preset: 'deit_pico_distilled_patch4_28' },
@@ -114,9 +115,41 @@ describe('loadFineTuneSources', () => {
       }),
       dataset: fashionMnist(join(root, 'missing')),
     });
-    const problems = await sourcesSpecCheck({ registry })(spec, {});
+    const problems = await sourceProblems(spec, { registry });
     expect(problems.map((p) => p.field)).toEqual(['dataset.fashion_mnist.dir', 'teacher.onnx_path']);
     expect(problems[1]?.problem).toMatch(/no\.onnx/);
+  });
+});
+
+describe('registryRefsSpecCheck (StartFineTune)', () => {
+  it('names each registry ref that does not resolve, and reads no version', async () => {
+    const student = presetWeights({ preset: 'deit_pico_distilled_patch4_28', seed: 2 });
+    await packageAndPublish(registry, 'refs-student', {
+      ...student,
+      preset: 'deit_pico_distilled_patch4_28',
+      labels: FASHION_MNIST_LABELS,
+    });
+    const loads = vi.spyOn(registry, 'loadVersion');
+    const manifests = vi.spyOn(registry, 'getManifest');
+    const check = registryRefsSpecCheck(registry);
+    const spec = (studentRef: string, teacherRef: string) =>
+      validateFineTuneSpec({
+        ...fineTuneRequest({ student: { registryRef: studentRef }, teacher: { registryRef: teacherRef } }),
+        dataset: fashionMnist(join(root, 'never-read')),
+      });
+    const problems = await check(spec('refs-student', 'no-such-teacher'), {});
+    expect(problems.map((p) => p.field)).toEqual(['teacher.registry_ref']);
+    expect(problems[0]?.problem).toMatch(/no-such-teacher/);
+    expect((await check(spec('refs-student@nowhere', 'refs-student:7'), {})).map((p) => p.field)).toEqual([
+      'student.registry_ref',
+      'teacher.registry_ref',
+    ]);
+    expect(await check(spec('refs-student', 'refs-student'), {})).toEqual([]);
+    // What the version holds is the job's to check.
+    expect(loads).not.toHaveBeenCalled();
+    expect(manifests).not.toHaveBeenCalled();
+    loads.mockRestore();
+    manifests.mockRestore();
   });
 });
 

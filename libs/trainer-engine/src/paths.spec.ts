@@ -161,6 +161,39 @@ describe('PathSandbox', () => {
     ).resolves.toBeUndefined();
   });
 
+  it("checks a Fashion-MNIST folder's four files too: one that a symlink leads out is refused up front", async () => {
+    const fm = join(root, 'fm');
+    mkdirSync(fm);
+    writeFileSync(join(fm, 'train-images-idx3-ubyte.gz'), 'x');
+    // t10k files missing: the job reports those; train labels: a symlink out of the roots.
+    symlinkSync(join(outside, 'secret.onnx'), join(fm, 'train-labels-idx1-ubyte.gz'));
+    const spec = validateFineTuneSpec({
+      outputModel: 'm',
+      student: { preset: 'deit_pico_distilled_patch4_28' },
+      teacher: undefined,
+      dataset: {
+        fashionMnist: { dir: fm, evalOnTest: false },
+        validationFraction: 0,
+        maxTrainImages: 0,
+        maxEvalImages: 0,
+      },
+      optimization: { epochs: 1, batchSize: 8, lrFixed: false, warmupEpochs: 0 },
+      seed: 0,
+      evalIntervalEpochs: 0,
+      ...UNSET,
+    });
+    const error = (await sandbox.assertSpecAllowed(spec).catch((e: unknown) => e)) as PathNotAllowedError;
+    expect(error).toBeInstanceOf(PathNotAllowedError);
+    expect(error.denials.map((d) => [d.field, d.path])).toEqual([
+      ['dataset.fashion_mnist.dir', join(fm, 'train-labels-idx1-ubyte.gz')],
+    ]);
+    expect(error.message).toMatch(
+      /train-labels-idx1-ubyte\.gz" leads outside the data roots through a symbolic link/,
+    );
+    await rm(join(fm, 'train-labels-idx1-ubyte.gz'));
+    await expect(sandbox.assertSpecAllowed(spec)).resolves.toBeUndefined();
+  });
+
   it('takes relative roots and paths against its working directory', async () => {
     const relativeRoots = new PathSandbox(['data'], base);
     expect(relativeRoots.roots).toEqual([root]);
@@ -171,7 +204,9 @@ describe('PathSandbox', () => {
 
   it('travels as JSON: the copy has the same roots and working directory, and the same verdicts', async () => {
     const relativeRoots = new PathSandbox(['data'], base);
-    const copy = PathSandbox.fromConfig(JSON.parse(JSON.stringify(relativeRoots.config)));
+    const copy = PathSandbox.fromConfig(
+      JSON.parse(JSON.stringify(relativeRoots.config)) as typeof relativeRoots.config,
+    );
     expect(copy.config).toEqual({ roots: [root], cwd: base });
     expect(await copy.contains('data/model.onnx')).toBe(true);
     expect(await copy.contains('outside/secret.onnx')).toBe(false);

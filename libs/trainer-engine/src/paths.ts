@@ -9,7 +9,7 @@
  * reported as missing by the checks that read it, not here.
  */
 import { PermissionDeniedError } from '@deit-serve/core';
-import { FileAccess, isWithin } from '@deit-serve/datasets';
+import { FASHION_MNIST_FILES, FileAccess, isWithin } from '@deit-serve/datasets';
 import { lstat, realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { FineTuneJobSpec, SpecProblem } from './spec';
@@ -30,6 +30,8 @@ export function pathSyntaxProblem(path: string): string | undefined {
   return undefined;
 }
 
+const FASHION_MNIST_FIELD = 'dataset.fashion_mnist.dir';
+
 /** The files and folders a spec names, by proto field path. */
 export function specPaths(spec: FineTuneJobSpec): { readonly field: string; readonly path: string }[] {
   const paths: { field: string; path: string }[] = [];
@@ -38,7 +40,7 @@ export function specPaths(spec: FineTuneJobSpec): { readonly field: string; read
   if (spec.teacher?.kind === 'onnx') paths.push({ field: 'teacher.onnx_path', path: spec.teacher.path });
   const source = spec.dataset.source;
   if (source.kind === 'fashion-mnist') {
-    paths.push({ field: 'dataset.fashion_mnist.dir', path: source.dir });
+    paths.push({ field: FASHION_MNIST_FIELD, path: source.dir });
   } else {
     paths.push({ field: 'dataset.image_folder.train_dir', path: source.trainDir });
     if (source.valDir !== undefined)
@@ -141,13 +143,27 @@ export class PathSandbox {
     return (await this.verdict(path)).allowed;
   }
 
-  /** Throws {@link PathNotAllowedError} naming every path of `spec` that lies outside the roots. */
+  /**
+   * Throws {@link PathNotAllowedError} naming every path of `spec` that lies outside the roots, and,
+   * in a Fashion-MNIST folder that lies inside, every one of its files that leads out (the names are
+   * known, so this costs no more than the folder's own check).
+   */
   async assertSpecAllowed(spec: FineTuneJobSpec): Promise<void> {
     const denials: PathDenial[] = [];
-    for (const { field, path } of specPaths(spec)) {
+    const check = async (field: string, path: string): Promise<boolean> => {
       const verdict = await this.verdict(path);
       if (!verdict.allowed)
         denials.push({ field, path, resolved: verdict.resolved, problem: verdict.problem });
+      return verdict.allowed;
+    };
+    for (const { field, path } of specPaths(spec)) {
+      const allowed = await check(field, path);
+      if (allowed && spec.dataset.source.kind === 'fashion-mnist' && field === FASHION_MNIST_FIELD) {
+        for (const split of Object.values(FASHION_MNIST_FILES)) {
+          await check(field, join(path, split.images));
+          await check(field, join(path, split.labels));
+        }
+      }
     }
     if (denials.length > 0) throw new PathNotAllowedError(denials, this.roots);
   }

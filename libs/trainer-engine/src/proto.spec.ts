@@ -2,7 +2,7 @@ import { InvalidArgumentError } from '@deit-serve/core';
 import { trainerV1 } from '@deit-serve/proto';
 import { describe, expect, it } from 'vitest';
 import { JOB_STATES, type FineTuneResult, type JobRecord } from './job';
-import { fromProtoJobState, toProtoEvent, toProtoJob, toProtoJobState } from './proto';
+import { fromProtoJobState, toProtoEvent, toProtoEvents, toProtoJob, toProtoJobState } from './proto';
 import { validateFineTuneSpec, type FineTuneJobSpec } from './spec';
 
 const spec = validateFineTuneSpec({
@@ -69,6 +69,21 @@ describe('proto mapping', () => {
       dir: '/usr/share/datasets/fashion-mnist',
       evalOnTest: true,
     });
+  });
+
+  it('sends the error of a state event as a message just before the state, which has no field for it', () => {
+    const time = new Date(5);
+    const error =
+      'invalid fine-tune spec (1 problem): dataset: would load 14 images, more than the 12 allowed';
+    expect(
+      toProtoEvents({ jobId: 'j', seq: 4, time, body: { type: 'state', state: 'FAILED', error } }),
+    ).toEqual([
+      { jobId: 'j', time, message: `failed: ${error}` },
+      { jobId: 'j', time, state: trainerV1.JobState.JOB_STATE_FAILED },
+    ]);
+    expect(toProtoEvents({ jobId: 'j', seq: 5, time, body: { type: 'state', state: 'RUNNING' } })).toEqual([
+      { jobId: 'j', time, state: trainerV1.JobState.JOB_STATE_RUNNING },
+    ]);
   });
 
   it('maps each kind of event into the oneof', () => {

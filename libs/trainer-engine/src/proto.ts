@@ -93,6 +93,23 @@ export function toProtoJob(job: JobRecord<FineTuneJobSpec, FineTuneResult>): tra
   };
 }
 
+/**
+ * The wire events of one job event. JobEvent.state has no error field, so a state event that carries
+ * one (FAILED: why) goes out as a message with the error, then the state: a watcher learns why as
+ * GetJob's `error` says it.
+ */
+export function toProtoEvents(event: JobEvent): trainerV1.JobEvent[] {
+  const { body } = event;
+  if (body.type !== 'state' || body.error === undefined) return [toProtoEvent(event)];
+  return [
+    toProtoEvent({
+      ...event,
+      body: { type: 'message', message: `${body.state.toLowerCase()}: ${body.error}` },
+    }),
+    toProtoEvent(event),
+  ];
+}
+
 export function toProtoEvent(event: JobEvent): trainerV1.JobEvent {
   const base = { jobId: event.jobId, time: event.time };
   const body = event.body;
