@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const config = loadConfig(inferenceConfigSpec);
   applyHeapGrowth(config.v8HeapGrowingPercent);
   // Calls refused below the handlers count in deit_requests_total too; the metrics exist once the app does.
-  let metrics: InferenceMetrics | undefined;
+  const counted: { metrics?: InferenceMetrics } = {};
   const app = await createGrpcMicroservice(AppModule.register(config), {
     host: config.grpcHost,
     port: config.grpcPort,
@@ -36,9 +36,9 @@ async function main(): Promise<void> {
       }),
     },
     logLevels: logLevelsUpTo(config.logLevel),
-    onRefused: (path, code) => metrics?.countRefusal(path, code),
+    onRefused: (path, code) => counted.metrics?.countRefusal(path, code),
   });
-  metrics = app.get(InferenceMetrics);
+  counted.metrics = app.get(InferenceMetrics);
   // Past the grace period a drain that still waits on open streams is cut short.
   process.once('SIGTERM', () => setTimeout(() => process.exit(1), config.shutdownGraceMs).unref());
   await app.listen();
