@@ -1,7 +1,8 @@
 /**
  * A fine-tune request (`trainerV1.FineTuneSpec`) checked and turned into the typed, fully defaulted
- * spec a job runs with. Validation is pure and structural; what needs the file system, the registry
- * or a model (files exist, label sets agree, preset depth) runs at job start through {@link SpecCheck}s.
+ * spec a job runs with. Validation is pure and structural; cheap checks that need the registry (a ref
+ * resolves) run at request time through {@link SpecCheck}s, and what needs the data or a model (files
+ * are readable, label sets agree, preset depth) is checked by the job itself when it starts.
  */
 import { InvalidArgumentError } from '@deit-serve/core';
 import { trainerV1 } from '@deit-serve/proto';
@@ -148,9 +149,9 @@ export class InvalidSpecError extends InvalidArgumentError {
 }
 
 /**
- * A check that needs more than the spec itself (a file exists, a registry ref resolves, teacher and
- * student share their labels, a dataset is readable). Returns problems rather than throwing so that
- * all of them reach the user at once.
+ * A check that needs more than the spec itself and is cheap enough to run before a job is queued (a
+ * registry ref resolves). Returns problems rather than throwing so that all of them reach the user at
+ * once.
  */
 export type SpecCheck = (
   spec: FineTuneJobSpec,
