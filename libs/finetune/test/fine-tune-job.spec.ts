@@ -25,7 +25,6 @@ import {
 } from './fixtures/fine-tune-fixtures';
 
 const JOB_TIMEOUT = 60_000; // a job: load, a few steps, eval, ONNX export + check, publish
-const DP_TASK_SHIM = join(__dirname, 'fixtures', 'train-task-shim.cjs');
 const { DistillationType: D } = trainerV1;
 
 interface Recorded {
@@ -111,9 +110,7 @@ describe('fineTuneJob', () => {
       });
       const { ctx, recorded } = context(s);
       // The data-parallel path is the wasm one (native backends train in one thread).
-      const result = await job({ backend: 'wasm', parallelism: { workers: 2 }, taskModule: DP_TASK_SHIM })(
-        ctx,
-      );
+      const result = await job({ backend: 'wasm', parallelism: { workers: 2 } })(ctx);
 
       expect(recorded.backends).toEqual(['tfjs-wasm']);
       expect(recorded.logs.join('\n')).toMatch(/data-parallel, 2 workers/);
