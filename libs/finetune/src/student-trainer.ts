@@ -1,5 +1,5 @@
 /**
- * One interface over the model library's two trainers: `LocalTrainer` (this thread, one core) and
+ * One interface over the training library's two trainers: `LocalTrainer` (this thread, one core) and
  * `DataParallelTrainer` (worker_threads, one wasm instance per core, gradients averaged). The job
  * keeps a leader copy of the student for evaluation, checkpoints and export; `sync` brings it up to
  * date with the trained weights.

@@ -1,5 +1,5 @@
 /**
- * The fine-tune training task: the model library's DeiT distillation task, started from given weights
+ * The fine-tune training task: the training library's DeiT distillation task, started from given weights
  * and restricted to the trainable scope. Loadable by path in data-parallel workers
  * ({@link FINE_TUNE_TASK_MODULE}), so its options are plain JSON and the starting weights travel as a
  * safetensors file: tfjs variables cannot cross threads, and frozen parameters are not part of the
