@@ -23,7 +23,7 @@ export {
 export { runZoo, type ZooOptions } from './run-zoo';
 export { readStageRecord, type StageRecord } from './stage-record';
 export { startStageClock, ZOO_STAGE_LIMIT_SECONDS, type StageClock } from './stage-clock';
-export { countOnnxParameters, evaluateOnnx, type OnnxEvaluation } from './onnx-evaluation';
+export { evaluateOnnx, type OnnxEvaluation } from './onnx-evaluation';
 export {
   evaluateZoo,
   HAND_WRITTEN_MARKER,

@@ -5,7 +5,7 @@
 import { averageHeads } from '@deit-serve/core';
 import { evalBatches, type ImageDataset } from '@deit-serve/datasets';
 import { AccuracyCounter } from '@deit-serve/finetune';
-import { readOnnxWeights } from '@deit-serve/model';
+import { countOnnxParameters } from '@deit-serve/model/onnx-codec';
 import { inputSpecFromManifest } from '@deit-serve/preprocess';
 import type { ModelRegistry } from '@deit-serve/registry';
 import { OnnxModelSession } from '@deit-serve/runtime';
@@ -76,16 +76,4 @@ export async function evaluateOnnx(
     parameters: countOnnxParameters(onnx),
     onnxBytes: onnx.length,
   };
-}
-
-/**
- * Parameter count of an exported file: the elements of its float initializers (the timm-named
- * weights), BatchNorm running statistics excluded as timm's count excludes buffers.
- */
-export function countOnnxParameters(onnx: Uint8Array): number {
-  let count = 0;
-  for (const [name, tensor] of readOnnxWeights(onnx).weights) {
-    if (!/\.running_(mean|var)$/.test(name)) count += tensor.data.length;
-  }
-  return count;
 }

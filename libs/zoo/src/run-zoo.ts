@@ -16,7 +16,7 @@ import {
   type FineTuneResult,
   type JobContext,
 } from '@deit-serve/trainer-engine';
-import { countOnnxParameters } from './onnx-evaluation';
+import { countOnnxParameters } from '@deit-serve/model/onnx-codec';
 import {
   recipeFingerprint,
   stageRecipe,

@@ -6,8 +6,8 @@ import { nativeBuildInstalled } from '@deit-serve/model/testing';
 import { writeFashionMnist } from '@deit-serve/finetune/testing';
 import { DirectoryRegistry } from '@deit-serve/registry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { countOnnxParameters } from '@deit-serve/model/onnx-codec';
 import {
-  countOnnxParameters,
   evaluateOnnx,
   latestCheckpointPath,
   packageTeacher,

@@ -3,6 +3,26 @@ import { encodeModel, type ModelProto, type TensorProto, TensorProto_DataType } 
 import { countOnnxParameters } from './parameter-count';
 
 describe('countOnnxParameters', () => {
+  it('leaves out BatchNormalization running statistics (buffers, not parameters)', () => {
+    const tensor = (name: string, dims: number[]): TensorProto => ({
+      name,
+      dims,
+      dataType: TensorProto_DataType.FLOAT,
+    });
+    const model: ModelProto = {
+      graph: {
+        node: [
+          {
+            opType: 'BatchNormalization',
+            input: ['x', 'bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'],
+          },
+        ],
+        initializer: ['bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'].map((n) => tensor(n, [8])),
+      },
+    };
+    expect(countOnnxParameters(encodeModel(model))).toBe(16);
+  });
+
   it('counts initializer elements of every type but int64 (shapes, indices), sparse values too', () => {
     const tensor = (name: string, dims: number[], dataType: TensorProto_DataType): TensorProto => ({
       name,
