@@ -1,5 +1,5 @@
 import { FailedPreconditionError, headLogits, InvalidArgumentError, type HeadChoice } from '@deit-serve/core';
-import { decodeImage, PixelBudget, preprocess } from '@deit-serve/preprocess';
+import { DecodeAdmission, decodeImage, preprocess } from '@deit-serve/preprocess';
 import { inferenceV1 } from '@deit-serve/proto';
 import { type Disagreement, disagreement, topK } from './heads';
 import type { LoadedModel } from './loaded-model';
@@ -46,14 +46,15 @@ export interface ClassificationOptions {
 
 /** Classifies one image or tensor: preprocessing per the model's manifest, batching, head choice. */
 export class ClassificationService {
-  private readonly decoding: PixelBudget;
+  private readonly decoding: DecodeAdmission;
 
   constructor(
     private readonly host: ModelHost,
     private readonly metrics: InferenceMetrics,
     private readonly options: ClassificationOptions,
   ) {
-    this.decoding = new PixelBudget(options.maxDecodingPixels ?? options.maxDecodedPixels);
+    this.decoding = new DecodeAdmission({ capacity: options.maxDecodingPixels ?? options.maxDecodedPixels });
+    metrics.observeDecoding(this.decoding);
   }
 
   async classify(
