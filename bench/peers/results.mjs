@@ -36,12 +36,16 @@ export function median(values) {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** Repetitions of one server at one concurrency → the median of each figure, failures summed. */
+/**
+ * Repetitions of one server at one concurrency → the median of each figure, failures summed.
+ * `cpuMsPerCall` (set by run.mjs from /proc): the server process's CPU time, all threads, per call.
+ */
 export function combineRepetitions(runs) {
   return {
     throughput: median(runs.map((r) => r.throughput)),
     p50: median(runs.map((r) => r.p50)),
     p99: median(runs.map((r) => r.p99)),
+    cpuMsPerCall: median(runs.map((r) => r.cpuMsPerCall ?? NaN)),
     failed: runs.reduce((sum, r) => sum + r.failed, 0),
     reps: runs.length,
   };
@@ -94,10 +98,19 @@ export function formatTable(rows) {
     .join('\n');
 }
 
-/** The comparison table: per server, img/s, p50 and p99 at each concurrency, then peak RSS. */
+/**
+ * The comparison table: per server, img/s, p50 and p99 at each concurrency, peak RSS, then the
+ * server's CPU ms per call at each concurrency.
+ */
 export function resultTable(servers, concurrencies) {
   const f = (v, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : '-');
-  const header = ['', ...concurrencies.map((c) => `c=${c} img/s, p50, p99 ms`), 'peak RSS MiB', 'failed'];
+  const header = [
+    '',
+    ...concurrencies.map((c) => `c=${c} img/s, p50, p99 ms`),
+    'peak RSS MiB',
+    ...concurrencies.map((c) => `CPU ms/call c=${c}`),
+    'failed',
+  ];
   const rows = servers.map(({ label, byConcurrency, peakRssMb }) => [
     label,
     ...concurrencies.map((c) => {
@@ -105,6 +118,7 @@ export function resultTable(servers, concurrencies) {
       return `${f(r.throughput)}, ${f(r.p50)}, ${f(r.p99)}`;
     }),
     f(peakRssMb, 0),
+    ...concurrencies.map((c) => f(byConcurrency.get(c).cpuMsPerCall)),
     String(concurrencies.reduce((sum, c) => sum + byConcurrency.get(c).failed, 0)),
   ]);
   return formatTable([header, ...rows]);

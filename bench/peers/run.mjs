@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // deit-serve against a peer, side by side (issue 26): KServe's Python model server.
 //
-//   npm run bench:peers [-- --seconds S --reps N --concurrency 1,8,32 --no-build]
+//   npm run bench:peers [-- --seconds S --reps N --concurrency 1,8,32 --warm-seconds S --no-build --cpu-prof DIR]
 //
 // 1. Builds (SWC) and exports deit_tiny_distilled_patch16_224 with random weights into a temporary
 //    registry, as bench/inference does; the same model.onnx is KServe's model file.
@@ -36,6 +36,8 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '1,8,32' },
     'warm-seconds': { type: 'string', default: '3' },
+    // A directory for a V8 CPU profile of deit-serve (node --cpu-prof), written when it exits.
+    'cpu-prof': { type: 'string' },
   },
 });
 const SECONDS = Number(args.seconds);
@@ -57,6 +59,8 @@ const DEIT_TINY = {
   numClasses: 1000,
   distilled: true,
 };
+/** The unit of /proc/<pid>/stat's CPU times. */
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 const K6 = process.env.K6 ?? join(homedir(), '.cache', 'deit-serve', 'deploy-tools', 'bin', 'k6');
 const VENV = join(root, 'reports', '.venv-kserve');
 const REQUIREMENTS = join(import.meta.dirname, 'requirements.txt');
@@ -177,6 +181,11 @@ function startServer(label, cmd, argv, env) {
       return { rss: NaN, hwm: NaN };
     }
   };
+  /** CPU time of the process, all its threads, user + system, in ms (utime and stime of /proc/pid/stat). */
+  server.cpuMs = () => {
+    const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  };
   server.sample = () => {
     const { rss, hwm } = server.memory();
     server.peakRssMb = Math.max(server.peakRssMb, ...[rss, hwm].filter(Number.isFinite));
@@ -218,7 +227,10 @@ const [deitPort, deitMetricsPort, kservePort, kserveHttpPort] = await Promise.al
 const deit = startServer(
   'deit-serve',
   process.execPath,
-  [join(root, 'dist', 'apps', 'inference', 'src', 'main.js')],
+  [
+    ...(args['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof']] : []),
+    join(root, 'dist', 'apps', 'inference', 'src', 'main.js'),
+  ],
   {
     DEIT_GRPC_HOST: '127.0.0.1',
     DEIT_GRPC_PORT: String(deitPort),
@@ -370,11 +382,13 @@ for (const c of CONCURRENCIES) {
   for (let rep = 0; rep < REPS; rep++) {
     for (const server of servers) {
       if (server.exited) throw new Error(`${server.label} exited during the benchmark`);
+      const cpuBefore = server.cpuMs();
       const r = await k6(server, c, SECONDS);
+      r.cpuMsPerCall = (server.cpuMs() - cpuBefore) / r.ok;
       runs.get(server).get(c).push(r);
       log(
         `${server.label} c=${c} rep ${rep + 1}: ${r.throughput.toFixed(1)} img/s, p50 ${r.p50.toFixed(1)} ms, ` +
-          `p99 ${r.p99.toFixed(1)} ms, failed ${r.failed}`,
+          `p99 ${r.p99.toFixed(1)} ms, server CPU ${r.cpuMsPerCall.toFixed(1)} ms/call, failed ${r.failed}`,
       );
     }
   }
@@ -405,7 +419,8 @@ console.log(`
 deit-serve vs KServe: ${MODEL} (deit_tiny_distilled_patch16_224, random weights), ModelInfer (v2 gRPC), FP32 [1,3,224,224] raw
 machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; ${new Date().toISOString()}
 load average (1/5/15 min): ${loadAtStart.map((v) => v.toFixed(2)).join(' ')} at start, ${loadAtEnd.map((v) => v.toFixed(2)).join(' ')} at end
-client: k6 (${K6}), closed loop, one connection per virtual user; ${SECONDS} s per run, ${REPS} interleaved repetitions per concurrency, medians shown; p50/p99 client side
+client: k6 (${K6}), closed loop, one connection per virtual user; ${SECONDS} s per run, ${REPS} interleaved repetitions per concurrency, medians shown; p50/p99 client side;
+CPU ms/call: the server process's user + system time (all threads) over a run / its successful calls
 
 ${resultTable(results, CONCURRENCIES)}
 both answer ${agreement.names.join(', ')}; largest difference between their values ${agreement.maxAbsDiff.toExponential(1)}

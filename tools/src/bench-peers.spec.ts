@@ -13,11 +13,13 @@ interface Run {
   p99: number;
   ok: number;
   failed: number;
+  cpuMsPerCall?: number;
 }
 interface Combined {
   throughput: number;
   p50: number;
   p99: number;
+  cpuMsPerCall: number;
   failed: number;
   reps: number;
 }
@@ -59,10 +61,11 @@ function k6Summary(ok: number, failed: number, durationMs: number, med: number, 
   };
 }
 
-const combined = (throughput: number, p99 = 10): Combined => ({
+const combined = (throughput: number, p99 = 10, cpuMsPerCall = NaN): Combined => ({
   throughput,
   p50: p99 / 2,
   p99,
+  cpuMsPerCall,
   failed: 0,
   reps: 3,
 });
@@ -97,20 +100,24 @@ describe('bench:peers results', () => {
     expect(results.median([3, 1, 2])).toBe(2);
     expect(results.median([4, 1, 3, 2])).toBe(2.5);
     expect(results.median([])).toBeNaN();
-    const run = (throughput: number, p99: number, failed = 0): Run => ({
+    const run = (throughput: number, p99: number, failed = 0, cpuMsPerCall?: number): Run => ({
       throughput,
       p50: p99 / 2,
       p99,
       ok: 1,
       failed,
+      cpuMsPerCall,
     });
-    expect(results.combineRepetitions([run(30, 50), run(10, 90, 2), run(20, 40)])).toEqual({
+    expect(results.combineRepetitions([run(30, 50, 0, 31), run(10, 90, 2, 36), run(20, 40, 0, 33)])).toEqual({
       throughput: 20,
       p50: 25,
       p99: 50,
+      cpuMsPerCall: 33,
       failed: 2,
       reps: 3,
     });
+    // Without CPU figures (no /proc) the column says so instead of inventing a number.
+    expect(results.combineRepetitions([run(30, 50)]).cpuMsPerCall).toBeNaN();
   });
 
   it("judges deit/KServe against issue 26's targets: throughput >= 1 per concurrency, c=1 p99 <= 1, RSS <= 1.1", () => {
@@ -154,18 +161,18 @@ describe('bench:peers results', () => {
     expect(noC1.map((c) => c.name)).toEqual(['throughput c=8', 'peak RSS']);
   });
 
-  it('prints one row per server: img/s, p50, p99 per concurrency, peak RSS and failures', () => {
+  it('prints one row per server: img/s, p50, p99 per concurrency, peak RSS, CPU per call and failures', () => {
     const table = results.resultTable(
       [
-        { label: 'deit-serve', ...side([[1, combined(31.84, 40)]], 347.6) },
+        { label: 'deit-serve', ...side([[1, combined(31.84, 40, 34.62)]], 347.6) },
         { label: 'KServe', ...side([[1, combined(33.8, 26)]], 267) },
       ],
       [1],
     );
     const lines = table.split('\n');
     expect(lines).toHaveLength(3);
-    expect(lines[0]).toMatch(/c=1 img\/s, p50, p99 ms\s+peak RSS MiB\s+failed$/);
-    expect(lines[1]).toMatch(/^deit-serve\s+31\.8, 20\.0, 40\.0\s+348\s+0$/);
-    expect(lines[2]).toMatch(/^KServe\s+33\.8, 13\.0, 26\.0\s+267\s+0$/);
+    expect(lines[0]).toMatch(/c=1 img\/s, p50, p99 ms\s+peak RSS MiB\s+CPU ms\/call c=1\s+failed$/);
+    expect(lines[1]).toMatch(/^deit-serve\s+31\.8, 20\.0, 40\.0\s+348\s+34\.6\s+0$/);
+    expect(lines[2]).toMatch(/^KServe\s+33\.8, 13\.0, 26\.0\s+267\s+-\s+0$/);
   });
 });
