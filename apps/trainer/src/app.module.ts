@@ -12,7 +12,7 @@ import { HealthModule, HealthStatus } from '@deit-serve/grpc-server';
 import { healthV1, SERVICE_NAMES } from '@deit-serve/proto';
 import { fineTuneJobConfig, fineTuneJobKinds, ProtectedAliases } from '@deit-serve/finetune';
 import { connectBatchApi, type BatchJobsApi } from '@deit-serve/k8s-jobs';
-import { DirectoryRegistry } from '@deit-serve/registry';
+import { DirectoryRegistry, type ModelRegistry } from '@deit-serve/registry';
 import {
   type JobExecutor,
   type JobKinds,
@@ -55,7 +55,12 @@ export interface TrainerWiring {
   runner?: { stopGraceMs?: number; pollIntervalMs?: number; leaseMs?: number };
   /** Job mode (DEIT_TRAINER_RUNNER=kubernetes): the batch/v1 API; default: connectBatchApi() (tests pass a fake). */
   batchApi?: BatchJobsApi;
-  /** Who may promote to DEIT_PROTECTED_ALIASES; default: checked against DEIT_REGISTRY_DIR, opened on first use. */
+  /** The registry; default: DEIT_REGISTRY_DIR, opened on first use. */
+  registry?: ModelRegistry;
+  /**
+   * Who may promote to DEIT_PROTECTED_ALIASES; default: checked against the registry, on the
+   * sandbox's data roots.
+   */
   protectedAliases?: ProtectedAliases;
 }
 
@@ -90,7 +95,7 @@ export class AppModule implements OnApplicationBootstrap, BeforeApplicationShutd
             new ProtectedAliases({
               aliases: config.protectedAliases,
               dataRoots: sandbox.roots,
-              registry: () => DirectoryRegistry.open(config.registryDir),
+              registry: wiring.registry ?? (() => DirectoryRegistry.open(config.registryDir)),
             }),
         },
         {

@@ -1,7 +1,6 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { loadConfig, trainerConfigSpec } from '@deit-serve/config';
-import { ProtectedAliases } from '@deit-serve/finetune';
 import { createGrpcMicroservice, logLevelsUpTo, securityOptions } from '@deit-serve/grpc-server';
 import { DEIT_PRESET_NAMES } from '@deit-serve/model';
 import { PROTO_PACKAGES } from '@deit-serve/proto';
@@ -17,11 +16,7 @@ async function main(): Promise<void> {
     AppModule.register(config, {
       specOptions: { presets: DEIT_PRESET_NAMES },
       specChecks: sourceChecks(registry),
-      protectedAliases: new ProtectedAliases({
-        aliases: config.protectedAliases,
-        dataRoots: config.dataRoots,
-        registry,
-      }),
+      registry,
     }),
     {
       host: config.grpcHost,
