@@ -2,3 +2,4 @@ export * from './errors';
 export { siblingModule, spawnModuleWorker } from './worker-thread';
 export { deriveSeed, Rng } from './rng';
 export { AVERAGE_HEAD_WEIGHT, averageHeads, headLogits, type HeadChoice } from './heads';
+export { maxAbsDiff } from './numeric';

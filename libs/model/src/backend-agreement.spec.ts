@@ -7,6 +7,7 @@ import { nativeBuildInstalled } from './native-testing';
 import { randomPixels } from './onnx/testing';
 import { createRegNet } from './regnet';
 import type { RegNetPresetName } from './regnet/presets';
+import { maxAbsDiff } from '@deit-serve/core';
 
 /**
  * Native TensorFlow (tfjs-node) and wasm compute the same models: forward outputs within 1e-4 (the
@@ -20,13 +21,6 @@ const CLASSES = 10;
 async function onBackend<T>(name: BackendName, run: () => T): Promise<T> {
   expect(await tf.setBackend(name)).toBe(true);
   return run();
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
 }
 
 describe.runIf(nativeBuildInstalled())('native TensorFlow agrees with wasm', () => {

@@ -1,4 +1,4 @@
-import { FailedPreconditionError } from '@deit-serve/core';
+import { FailedPreconditionError, maxAbsDiff } from '@deit-serve/core';
 import {
   type DeitOnnxConfig,
   exportDeitOnnx,
@@ -121,11 +121,4 @@ function deterministicSample(length: number): Float32Array {
     out[i] = (state / 0xffffffff) * 4 - 2;
   }
   return out;
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Infinity;
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return Number.isNaN(worst) ? Infinity : worst;
 }

@@ -12,6 +12,7 @@ import {
 } from '@deit-serve/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { presetWeights } from '../src';
+import { maxAbsDiff } from '@deit-serve/core';
 
 /**
  * A timm checkpoint loaded at another image size must compute what timm computes when it loads that
@@ -34,13 +35,6 @@ const NEW_SIZE = 40;
 function f32(dir: string, name: string): Float32Array {
   const bytes = readFileSync(join(dir, name));
   return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
 }
 
 describe.skipIf(missing !== undefined)(

@@ -1,4 +1,4 @@
-import { DomainError } from '@deit-serve/core';
+import { DomainError, maxAbsDiff } from '@deit-serve/core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   deitOnnxWeightShapes,
@@ -29,13 +29,6 @@ const tiny: DeitOnnxConfig = {
 const weights = randomWeights(deitOnnxWeightShapes(tiny), 11);
 const bytes = exportDeitOnnx(tiny, weights, { preset: 'tiny_test' });
 const ITEM = 3 * 16 * 16;
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 async function kindOf(p: Promise<unknown>): Promise<string> {
   try {

@@ -7,6 +7,7 @@ import { LocalTrainer } from './local-trainer';
 import { registerGradients } from './register-gradients';
 import { createTrainTask as createRegNetTask } from './regnet-task';
 import type { HostBatch, TrainTask } from './task';
+import { maxAbsDiff } from '@deit-serve/core';
 
 /**
  * Native TensorFlow (tfjs-node) and wasm train the same: the same losses over a few AdamW steps from
@@ -20,13 +21,6 @@ const CLASSES = 10;
 async function onBackend<T>(name: BackendName, run: () => T): Promise<T> {
   expect(await tf.setBackend(name)).toBe(true);
   return run();
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
 }
 
 function batchOf(rows: number, imgSize: number, seed: number, withTeacher: boolean): HostBatch {

@@ -6,6 +6,7 @@ import { BATCH_DIM, ONNX_IR_VERSION, ONNX_OPSET_VERSION, OnnxIoName } from './na
 import { decodeModel } from './proto/codec';
 import { readOnnxWeights } from './read-weights';
 import { randomPixels, randomWeights, referenceDeitForward } from './testing';
+import { maxAbsDiff } from '@deit-serve/core';
 
 const TOLERANCE = 1e-4;
 
@@ -35,13 +36,6 @@ async function run(
   } finally {
     await session.release();
   }
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 describe('exportDeitOnnx', () => {
