@@ -18,7 +18,7 @@
 //    reported, not asserted.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { cpus, homedir, loadavg, tmpdir, totalmem } from 'node:os';
@@ -181,10 +181,24 @@ function startServer(label, cmd, argv, env) {
       return { rss: NaN, hwm: NaN };
     }
   };
-  /** CPU time of the process, all its threads, user + system, in ms (utime and stime of /proc/pid/stat). */
-  server.cpuMs = () => {
-    const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  /** CPU time (user + system, ms) from a /proc stat file: utime and stime. */
+  const statCpuMs = (path) => {
+    const fields = readFileSync(path, 'utf8').split(') ')[1].split(' ');
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  };
+  /** CPU time of the process, all its threads. */
+  server.cpuMs = () => statCpuMs(`/proc/${child.pid}/stat`);
+  /** CPU time per thread id (the main thread's id is the process id). */
+  server.threadsCpuMs = () => {
+    const threads = new Map();
+    for (const tid of readdirSync(`/proc/${child.pid}/task`)) {
+      try {
+        threads.set(Number(tid), statCpuMs(`/proc/${child.pid}/task/${tid}/stat`));
+      } catch {
+        // The thread ended between the listing and the read.
+      }
+    }
+    return threads;
   };
   server.sample = () => {
     const { rss, hwm } = server.memory();
@@ -383,12 +397,21 @@ for (const c of CONCURRENCIES) {
     for (const server of servers) {
       if (server.exited) throw new Error(`${server.label} exited during the benchmark`);
       const cpuBefore = server.cpuMs();
+      const threadsBefore = server.threadsCpuMs();
       const r = await k6(server, c, SECONDS);
       r.cpuMsPerCall = (server.cpuMs() - cpuBefore) / r.ok;
+      const threads = [...server.threadsCpuMs()]
+        .map(([tid, ms]) => ({
+          main: tid === server.child.pid,
+          perCall: (ms - (threadsBefore.get(tid) ?? 0)) / r.ok,
+        }))
+        .filter((t) => t.perCall >= 0.05)
+        .sort((a, b) => b.perCall - a.perCall);
       runs.get(server).get(c).push(r);
       log(
         `${server.label} c=${c} rep ${rep + 1}: ${r.throughput.toFixed(1)} img/s, p50 ${r.p50.toFixed(1)} ms, ` +
-          `p99 ${r.p99.toFixed(1)} ms, server CPU ${r.cpuMsPerCall.toFixed(1)} ms/call, failed ${r.failed}`,
+          `p99 ${r.p99.toFixed(1)} ms, server CPU ${r.cpuMsPerCall.toFixed(1)} ms/call ` +
+          `(per thread: ${threads.map((t) => `${t.perCall.toFixed(1)}${t.main ? ' main' : ''}`).join(', ')}), failed ${r.failed}`,
       );
     }
   }
