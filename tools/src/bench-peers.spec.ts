@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -174,5 +175,35 @@ describe('bench:peers results', () => {
     expect(lines[0]).toMatch(/c=1 img\/s, p50, p99 ms\s+peak RSS MiB\s+CPU ms\/call c=1\s+failed$/);
     expect(lines[1]).toMatch(/^deit-serve\s+31\.8, 20\.0, 40\.0\s+348\s+34\.6\s+0$/);
     expect(lines[2]).toMatch(/^KServe\s+33\.8, 13\.0, 26\.0\s+267\s+-\s+0$/);
+  });
+
+  it('pins every package of the KServe environment, the peers at the versions the issue names', () => {
+    const lines = readFileSync(join(workspaceRoot, 'bench', 'peers', 'requirements.txt'), 'utf8')
+      .split('\n')
+      .filter((line) => line.trim() && !line.startsWith('#'));
+    expect(lines.filter((line) => !/^[A-Za-z0-9_.-]+==[^=\s]+$/.test(line))).toEqual([]);
+    expect(lines).toEqual(expect.arrayContaining(['kserve==0.21.0', 'onnxruntime==1.30.0']));
+  });
+
+  it("gives KServe's onnxruntime the session options of the service's (libs/runtime)", () => {
+    const ours = readFileSync(join(workspaceRoot, 'libs', 'runtime', 'src', 'onnx-session.ts'), 'utf8');
+    const theirs = readFileSync(join(workspaceRoot, 'bench', 'peers', 'kserve_model.py'), 'utf8');
+    const pairs: [string, string][] = [
+      [
+        "graphOptimizationLevel: options.graphOptimizationLevel ?? 'all'",
+        'GraphOptimizationLevel.ORT_ENABLE_ALL',
+      ],
+      ['intraOpNumThreads: options.intraOpThreads ?? 0', 'intra_op_num_threads = 0'],
+      ["executionMode: 'sequential'", 'ExecutionMode.ORT_SEQUENTIAL'],
+      ['enableMemPattern: false', 'enable_mem_pattern = False'],
+      [
+        "intra_op: { allow_spinning: '0' }",
+        'add_session_config_entry("session.intra_op.allow_spinning", "0")',
+      ],
+    ];
+    for (const [service, peer] of pairs) {
+      expect(ours).toContain(service);
+      expect(theirs).toContain(peer);
+    }
   });
 });
