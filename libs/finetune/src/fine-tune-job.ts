@@ -15,7 +15,7 @@
  * trainer's settings as the job kind's configuration ({@link fineTuneJobKinds}).
  */
 import { mkdir } from 'node:fs/promises';
-import type { TrainerConfig } from '@deit-serve/config';
+import { DEFAULT_REGISTRY_DIR, type TrainerConfig } from '@deit-serve/config';
 import type { BackendName } from '@deit-serve/model';
 import { DirectoryRegistry, type ModelRegistry } from '@deit-serve/registry';
 import {
@@ -140,7 +140,7 @@ async function runFineTune(
 ): Promise<FineTuneResult> {
   await mkdir(ctx.workDir, { recursive: true });
   const registry: ModelRegistry =
-    options.registry ?? (await DirectoryRegistry.open(options.registryDir ?? 'registry'));
+    options.registry ?? (await DirectoryRegistry.open(options.registryDir ?? DEFAULT_REGISTRY_DIR));
   ctx.signal.throwIfAborted();
   const prepared = await prepareRun(ctx, options, registry, cleanups);
 
