@@ -5,6 +5,7 @@
  * that names each field and problem, before a training backend is even started.
  */
 import type { BatchInputSpec } from '@deit-serve/datasets';
+import { inputSpecFromManifest } from '@deit-serve/preprocess';
 import { describeBackend, initBackend } from '@deit-serve/model';
 import type { ModelRegistry } from '@deit-serve/registry';
 import type { FineTuneJobSpec, JobContext } from '@deit-serve/trainer-engine';
@@ -66,12 +67,10 @@ export async function prepareRun(
   signal.throwIfAborted();
 
   const { student, data } = sources;
+  // The manifest's preprocessing at the size the student is built for.
   const evalInput: BatchInputSpec = {
+    ...inputSpecFromManifest(student.input),
     imageSize: student.config.imgSize,
-    mean: student.input.mean,
-    std: student.input.std,
-    interpolation: student.input.interpolation,
-    cropPct: student.input.crop_pct,
   };
   const evalBatchSize = options.evalBatchSize ?? DEFAULT_EVAL_BATCH_SIZE;
   const teacher = loadedTeacher === undefined ? undefined : new TeacherRunner(loadedTeacher, student.input);
