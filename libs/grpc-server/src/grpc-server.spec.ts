@@ -98,20 +98,28 @@ describe('gRPC service skeleton (health, reflection, error mapping)', () => {
     expect(seen).toEqual([S.NOT_SERVING, S.SERVING]);
   });
 
-  it('answers a request that is not a valid protobuf message with INVALID_ARGUMENT, naming the method', async () => {
+  /** Sends raw bytes as a Health/Check request; resolves with the error the server answers. */
+  async function refusalOf(bytes: Buffer): Promise<ServiceError> {
     const raw = new Client(address, credentials.createInsecure());
-    // Field 1 (length-delimited) whose length runs past the end of the message.
-    const invalid = Buffer.from([0x0a, 0x7f, 0x61]);
-    const error = await new Promise<ServiceError>((resolve, reject) =>
-      raw.makeUnaryRequest(
-        '/grpc.health.v1.Health/Check',
-        (bytes: Buffer) => bytes,
-        (bytes: Buffer) => bytes,
-        invalid,
-        (err) => (err ? resolve(err) : reject(new Error('an invalid message was accepted'))),
-      ),
-    );
-    raw.close();
+    try {
+      return await new Promise<ServiceError>((resolve, reject) =>
+        raw.makeUnaryRequest(
+          '/grpc.health.v1.Health/Check',
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          bytes,
+          (err) => (err ? resolve(err) : reject(new Error('the request was accepted'))),
+        ),
+      );
+    } finally {
+      raw.close();
+    }
+  }
+  // Field 1 (length-delimited) whose length runs past the end of the message.
+  const INVALID = Buffer.from([0x0a, 0x7f, 0x61]);
+
+  it('answers a request that is not a valid protobuf message with INVALID_ARGUMENT, naming the method', async () => {
+    const error = await refusalOf(INVALID);
     expect(error.code).toBe(status.INVALID_ARGUMENT);
     expect(error.details).toMatch(
       /^the request is not a valid grpc\.health\.v1\.HealthCheckRequest protobuf message \(.+\)$/,
@@ -121,22 +129,9 @@ describe('gRPC service skeleton (health, reflection, error mapping)', () => {
 
   it('reports calls refused below the handler (undecodable, oversized) to onRefused, once each', async () => {
     refused.length = 0;
-    const raw = new Client(address, credentials.createInsecure());
-    const send = (bytes: Buffer) =>
-      new Promise<ServiceError>((resolve, reject) =>
-        raw.makeUnaryRequest(
-          '/grpc.health.v1.Health/Check',
-          (b: Buffer) => b,
-          (b: Buffer) => b,
-          bytes,
-          (err) => (err ? resolve(err) : reject(new Error('accepted'))),
-        ),
-      );
     // grpc-js refuses a message over maxMessageBytes itself, before any interceptor sees it.
-    const oversize = await send(Buffer.alloc((1 << 20) + 16));
-    expect(oversize.code).toBe(status.RESOURCE_EXHAUSTED);
-    await send(Buffer.from([0x0a, 0x7f, 0x61]));
-    raw.close();
+    expect((await refusalOf(Buffer.alloc((1 << 20) + 16))).code).toBe(status.RESOURCE_EXHAUSTED);
+    await refusalOf(INVALID);
     expect(refused).toEqual([
       ['/grpc.health.v1.Health/Check', status.RESOURCE_EXHAUSTED],
       ['/grpc.health.v1.Health/Check', status.INVALID_ARGUMENT],
