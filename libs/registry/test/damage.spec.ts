@@ -4,23 +4,17 @@ import { spawnSync } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { sampleRequest, tempDir } from './fixtures/sample';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { sampleRequest, tempRegistryEachTest } from './fixtures/sample';
 
 /** Well under the default 30 s stale age and 10 s lock timeout: "at once" for a lock takeover. */
 const AT_ONCE_MS = 2000;
 
 let dir: string;
-let cleanup: () => Promise<void>;
 let registry: DirectoryRegistry;
-
-beforeEach(async () => {
-  ({ dir, cleanup } = await tempDir());
-  registry = await DirectoryRegistry.open(dir);
+tempRegistryEachTest(async (d, r) => {
+  [dir, registry] = [d, r];
   for (const payload of ['1', '2', '3']) await registry.publish('m', sampleRequest(payload));
-});
-afterEach(async () => {
-  await cleanup();
 });
 
 async function rejection(promise: Promise<unknown>): Promise<DomainError> {

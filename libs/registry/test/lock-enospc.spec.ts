@@ -1,8 +1,8 @@
-import { DirectoryRegistry } from '../src/index';
+import { type DirectoryRegistry } from '../src/index';
 import { readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { sampleRequest, tempDir } from './fixtures/sample';
+import { describe, expect, it, vi } from 'vitest';
+import { sampleRequest, tempRegistryEachTest } from './fixtures/sample';
 
 /** Makes the next write into a lock file (any `.lock*` name) fail as a full disk does. */
 const disk = vi.hoisted(() => ({ failNextLockWrite: false }));
@@ -25,17 +25,11 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 });
 
 let dir: string;
-let cleanup: () => Promise<void>;
 let registry: DirectoryRegistry;
-
-beforeEach(async () => {
-  ({ dir, cleanup } = await tempDir());
-  registry = await DirectoryRegistry.open(dir);
+tempRegistryEachTest(async (d, r) => {
+  [dir, registry] = [d, r];
   await registry.publish('m', sampleRequest('1'));
   await registry.publish('m', sampleRequest('2'));
-});
-afterEach(async () => {
-  await cleanup();
 });
 
 describe('a full disk while taking the lock', () => {

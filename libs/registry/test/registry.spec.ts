@@ -11,19 +11,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { sampleRequest, tempDir } from './fixtures/sample';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { sampleRequest, tempRegistryEachTest } from './fixtures/sample';
 
 let dir: string;
-let cleanup: () => Promise<void>;
 let registry: DirectoryRegistry;
-
-beforeEach(async () => {
-  ({ dir, cleanup } = await tempDir());
-  registry = await DirectoryRegistry.open(dir);
-});
-afterEach(async () => {
-  await cleanup();
+tempRegistryEachTest((d, r) => {
+  [dir, registry] = [d, r];
 });
 
 async function rejection(promise: Promise<unknown>): Promise<DomainError> {

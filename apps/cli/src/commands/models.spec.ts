@@ -1,22 +1,16 @@
-import { DirectoryRegistry } from '@deit-serve/registry';
-import { sampleRequest, tempDir } from '@deit-serve/registry/testing';
+import type { DirectoryRegistry } from '@deit-serve/registry';
+import { sampleRequest, tempRegistryEachTest } from '@deit-serve/registry/testing';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runModelsCommand } from './models';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './options';
 
 let dir: string;
-let cleanup: () => Promise<void>;
 let registry: DirectoryRegistry;
-
-beforeEach(async () => {
-  ({ dir, cleanup } = await tempDir());
-  registry = await DirectoryRegistry.open(dir);
-});
-afterEach(async () => {
-  await cleanup();
+tempRegistryEachTest((d, r) => {
+  [dir, registry] = [d, r];
 });
 
 async function run(
