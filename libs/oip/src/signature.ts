@@ -33,7 +33,22 @@ export interface Signature {
   labels: readonly string[];
 }
 
+const signatures = new WeakMap<Manifest, Signature>();
+
+/**
+ * The signature of a manifest, made once per manifest object (a loaded version keeps its manifest, so
+ * ModelInfer does not re-sort a thousand labels per call). Callers must not modify it.
+ */
 export function signatureOf(manifest: Manifest): Signature {
+  let signature = signatures.get(manifest);
+  if (signature === undefined) {
+    signature = readSignature(manifest);
+    signatures.set(manifest, signature);
+  }
+  return signature;
+}
+
+function readSignature(manifest: Manifest): Signature {
   const { input, outputs } = manifest;
   const labels = labelsInOrder(manifest.labels);
   const classes = [labels.length];
