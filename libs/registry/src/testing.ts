@@ -2,8 +2,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach } from 'vitest';
-import { DirectoryRegistry } from './directory/directory-registry';
 import { encodeTensor, type ManifestFields } from './manifest';
 import type { PublishRequest } from './storage';
 
@@ -64,22 +62,4 @@ export async function waitFor(predicate: () => boolean, what: string, timeoutMs 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-}
-
-/**
- * Before each test of the file (or describe block) a registry opened in a fresh directory, handed to
- * `use`; the directory is removed after the test.
- */
-export function tempRegistryEachTest(
-  use: (dir: string, registry: DirectoryRegistry) => void | Promise<void>,
-): void {
-  let cleanup: (() => Promise<void>) | undefined;
-  beforeEach(async () => {
-    const temp = await tempDir();
-    cleanup = temp.cleanup;
-    await use(temp.dir, await DirectoryRegistry.open(temp.dir));
-  });
-  afterEach(async () => {
-    await cleanup?.();
-  });
 }

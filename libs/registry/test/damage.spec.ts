@@ -5,7 +5,8 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { sampleRequest, tempRegistryEachTest } from './fixtures/sample';
+import { sampleRequest } from './fixtures/sample';
+import { tempRegistryEachTest } from '../src/testing-hooks';
 
 /** Well under the default 30 s stale age and 10 s lock timeout: "at once" for a lock takeover. */
 const AT_ONCE_MS = 2000;

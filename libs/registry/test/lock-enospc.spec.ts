@@ -2,7 +2,8 @@ import { type DirectoryRegistry } from '../src/index';
 import { readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { sampleRequest, tempRegistryEachTest } from './fixtures/sample';
+import { sampleRequest } from './fixtures/sample';
+import { tempRegistryEachTest } from '../src/testing-hooks';
 
 /** Makes the next write into a lock file (any `.lock*` name) fail as a full disk does. */
 const disk = vi.hoisted(() => ({ failNextLockWrite: false }));

@@ -12,7 +12,8 @@ import { mkdir, readdir, readFile, rm, truncate, utimes, writeFile } from 'node:
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { sampleRequest, tempRegistryEachTest } from './fixtures/sample';
+import { sampleRequest } from './fixtures/sample';
+import { tempRegistryEachTest } from '../src/testing-hooks';
 
 let dir: string;
 let registry: DirectoryRegistry;

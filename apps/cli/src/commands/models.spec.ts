@@ -1,5 +1,6 @@
 import type { DirectoryRegistry } from '@deit-serve/registry';
-import { sampleRequest, tempRegistryEachTest } from '@deit-serve/registry/testing';
+import { sampleRequest } from '@deit-serve/registry/testing';
+import { tempRegistryEachTest } from '@deit-serve/registry/testing-hooks';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
