@@ -18,6 +18,7 @@ import {
 import type { InputSpec } from '@deit-serve/registry';
 import { InvalidSpecError, type FineTuneJobSpec } from '@deit-serve/trainer-engine';
 import { labelMismatch } from './label-sets';
+import { evalResizeSize, inputSpecFromManifest } from '@deit-serve/preprocess';
 
 /** A model version's preprocessing as the manifest stores it (without the input name). */
 export type ModelInput = Omit<InputSpec, 'name'>;
@@ -150,7 +151,7 @@ async function readData(
     const resize =
       input === undefined
         ? undefined
-        : { size: Math.max(input.image_size, Math.floor(input.image_size / input.crop_pct)) };
+        : { size: Math.max(input.image_size, evalResizeSize(inputSpecFromManifest(input))) };
     const loadFolder = async (dir: string, max: number | undefined) => {
       const folder = await loadImageFolder(dir, {
         ...(max !== undefined && { limit: max }),

@@ -24,6 +24,7 @@ export {
 } from './decode-admission';
 export {
   evalGeometry,
+  evalResizeSize,
   normalizationTable,
   preprocess,
   preprocessInto,

@@ -45,6 +45,11 @@ function roundHalfEven(x: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
+/** The shorter side timm's eval transform resizes an image to before its centre crop. */
+export function evalResizeSize(spec: Pick<InputSpec, 'imageSize' | 'cropPct'>): number {
+  return Math.floor(spec.imageSize / spec.cropPct);
+}
+
 /** Where timm's eval transform resizes and crops an image of the given size. */
 export function evalGeometry(
   width: number,
@@ -52,7 +57,7 @@ export function evalGeometry(
   spec: Pick<InputSpec, 'imageSize' | 'cropPct'>,
 ): EvalGeometry {
   const size = spec.imageSize;
-  const scaleSize = Math.floor(size / spec.cropPct);
+  const scaleSize = evalResizeSize(spec);
   // torchvision `_compute_resized_output_size`: long = int(new_short * long / short). The product
   // is an exact integer and the quotient correctly rounded in both Python and JS, so truncating
   // it gives the same integer.
