@@ -61,11 +61,29 @@ export const STAMP_FILE = 'deps/deit-native.json';
 const OFF_VALUES = new Set(['off', '0', 'false', 'no', 'wasm']);
 
 /**
+ * @typedef {object} Variant  one npm package built against one TensorFlow wheel
+ * @property {string} package   the npm package whose binding is built
+ * @property {string} title     what the install's lines call it
+ * @property {string} fallback  what training uses where it is not built
+ * @property {typeof WHEEL} wheel
+ */
+
+/** @type {Variant} */
+export const TFJS_NODE_CPU = {
+  package: '@tensorflow/tfjs-node',
+  title: 'native TensorFlow',
+  fallback: 'training uses the wasm backend',
+  wheel: WHEEL,
+};
+
+/**
  * Identity of one build: the addon is only valid against these exact libraries and this Node ABI.
  * @param {{ arch: string, nodeAbi: string }} facts
+ * @param {Variant} [variant]
  */
-export function cacheKey(facts) {
-  return `tfjs-node-${TFJS_NODE_VERSION}-tf${WHEEL.version}-${WHEEL.sha256.slice(0, 12)}-abi${facts.nodeAbi}-linux-${facts.arch}`;
+export function cacheKey(facts, variant = TFJS_NODE_CPU) {
+  const { wheel } = variant;
+  return `${variant.package.split('/')[1]}-${TFJS_NODE_VERSION}-tf${wheel.version}-${wheel.sha256.slice(0, 12)}-abi${facts.nodeAbi}-linux-${facts.arch}`;
 }
 
 /**
@@ -75,7 +93,7 @@ export function cacheKey(facts) {
  * @property {string} arch                         process.arch
  * @property {string | undefined} glibc            glibc version at run time ("2.36"); undefined on musl
  * @property {string} nodeAbi                      process.versions.modules
- * @property {string | undefined} packageVersion   installed @tensorflow/tfjs-node version, if any
+ * @property {string | undefined} packageVersion   installed version of the variant's package, if any
  * @property {string | undefined} builtKey         key in the package's stamp file, when its addon exists
  * @property {boolean} cached                      a complete build for this key is in the cache
  * @property {string | undefined} python           a python with a working pip, or undefined
@@ -93,9 +111,11 @@ export function cacheKey(facts) {
 
 /**
  * @param {Facts} f
+ * @param {Variant} [variant]
  * @returns {Plan}
  */
-export function planNativeInstall(f) {
+export function planNativeInstall(f, variant = TFJS_NODE_CPU) {
+  const { wheel } = variant;
   if (f.deitNative !== undefined && OFF_VALUES.has(f.deitNative.trim().toLowerCase())) {
     return { action: 'skip', reason: `DEIT_NATIVE=${f.deitNative}` };
   }
@@ -106,22 +126,22 @@ export function planNativeInstall(f) {
     };
   }
   if (f.glibc === undefined) return { action: 'skip', reason: 'not a glibc system (the wheel is manylinux)' };
-  if (!glibcAtLeast(f.glibc, WHEEL.minGlibc)) {
+  if (!glibcAtLeast(f.glibc, wheel.minGlibc)) {
     return {
       action: 'skip',
-      reason: `glibc ${f.glibc} is older than the wheel's ${WHEEL.minGlibc.join('.')}`,
+      reason: `glibc ${f.glibc} is older than the wheel's ${wheel.minGlibc.join('.')}`,
     };
   }
   if (f.packageVersion === undefined) {
-    return { action: 'skip', reason: '@tensorflow/tfjs-node is not installed (optional dependency omitted)' };
+    return { action: 'skip', reason: `${variant.package} is not installed (optional dependency omitted)` };
   }
   if (f.packageVersion !== TFJS_NODE_VERSION) {
     return {
       action: 'skip',
-      reason: `@tensorflow/tfjs-node ${f.packageVersion} is installed, this step builds ${TFJS_NODE_VERSION}`,
+      reason: `${variant.package} ${f.packageVersion} is installed, this step builds ${TFJS_NODE_VERSION}`,
     };
   }
-  const key = cacheKey(f);
+  const key = cacheKey(f, variant);
   if (f.builtKey === key) return { action: 'ready', key };
   if (f.cached) return { action: 'restore', key };
   if (f.python === undefined)
@@ -146,7 +166,11 @@ function glibcAtLeast(version, min) {
   return major > min[0] || (major === min[0] && minor >= min[1]);
 }
 
-/** The one line the install prints when it does not build. */
-export function skipLine(/** @type {string} */ reason) {
-  return `deit-serve: native TensorFlow not installed (${reason}); training uses the wasm backend`;
+/**
+ * The one line the install prints when it does not build.
+ * @param {string} reason
+ * @param {Variant} [variant]
+ */
+export function skipLine(reason, variant = TFJS_NODE_CPU) {
+  return `deit-serve: ${variant.title} not installed (${reason}); ${variant.fallback}`;
 }

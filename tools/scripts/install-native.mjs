@@ -1,33 +1,16 @@
 #!/usr/bin/env node
 // The root package's postinstall: builds @tensorflow/tfjs-node against the TensorFlow C API in PyPI's
-// tensorflow-cpu wheel, so that after `npm ci` the trainer runs on the `tensorflow` backend.
+// tensorflow-cpu wheel, so that after `npm ci` the trainer runs on the `tensorflow` backend; with
+// DEIT_GPU=cuda also tfjs-node-gpu on the GPU wheel and onnxruntime's CUDA provider (install-gpu.mjs).
 //
 // Never fails the install: where it cannot build it prints one line saying why, and training uses the
-// wasm backend. DEIT_NATIVE=off skips it. A finished build (deps/ + addon) is kept in
-// ~/.cache/deit-serve/tfjs-node-<key> (DEIT_NATIVE_CACHE_DIR overrides the parent folder) and
+// wasm backend. DEIT_NATIVE=off skips the TensorFlow builds. A finished build (deps/ + addon) is kept
+// in ~/.cache/deit-serve/tfjs-node-<key> (DEIT_NATIVE_CACHE_DIR overrides the parent folder) and
 // restored by hard links on the next `npm ci`, which wipes node_modules. The decision is in
 // install-native-plan.mjs; the build's output goes to a log file named on failure.
+import { installGpuVariants } from './install-gpu.mjs';
 import { installOnnxruntimeCuda } from './install-onnxruntime-cuda.mjs';
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import {
-  copyFileSync,
-  existsSync,
-  linkSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  closeSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  readSync,
-  renameSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { homedir } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import {
   ADDON_PATH,
@@ -36,31 +19,41 @@ import {
   planNativeInstall,
   skipLine,
   STAMP_FILE,
+  TFJS_NODE_CPU,
   TFJS_NODE_VERSION,
-  WHEEL,
   WHEEL_HEADER_PREFIXES,
   WHEEL_HEADER_ROOT,
   WHEEL_LIBRARIES,
 } from './install-native-plan.mjs';
+import {
+  cacheRoot,
+  downloadWheel,
+  findPython,
+  linkTree,
+  readJsonOrUndefined,
+  run,
+  runs,
+  StepError,
+} from './install-steps.mjs';
 
 const root = resolve(import.meta.dirname, '..', '..');
-const pkgDir = join(root, 'node_modules', '@tensorflow', 'tfjs-node');
-const cacheRoot =
-  process.env.DEIT_NATIVE_CACHE_DIR ??
-  join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'deit-serve');
 
-class StepError extends Error {}
-
-function main() {
+/**
+ * Builds (or restores) one variant's binding: tfjs-node on the CPU wheel, or tfjs-node-gpu on the GPU
+ * wheel (install-gpu-plan.mjs).
+ * @param {import('./install-native-plan.mjs').Variant} variant
+ */
+export function installTfjsNode(variant) {
   const started = Date.now();
-  const plan = planNativeInstall(gatherFacts());
+  const pkgDir = join(root, 'node_modules', ...variant.package.split('/'));
+  const plan = planNativeInstall(gatherFacts(variant, pkgDir), variant);
   if (plan.action === 'skip') {
-    console.log(skipLine(plan.reason));
+    console.log(skipLine(plan.reason, variant));
     return;
   }
   const done = (how) =>
     console.log(
-      `deit-serve: native TensorFlow ${how}: tfjs-node ${TFJS_NODE_VERSION} on TensorFlow ${WHEEL.version} ` +
+      `deit-serve: ${variant.title} ${how}: ${variant.package.split('/')[1]} ${TFJS_NODE_VERSION} on TensorFlow ${variant.wheel.version} ` +
         `(${((Date.now() - started) / 1000).toFixed(1)} s); training uses the tensorflow backend`,
     );
   if (plan.action === 'ready') return done('already built');
@@ -70,20 +63,20 @@ function main() {
   writeFileSync(log, `${new Date().toISOString()} ${plan.action} ${plan.key}\n`);
   try {
     if (plan.action === 'restore') {
-      restore(entry);
-      verify(log);
+      restore(entry, pkgDir);
+      verify(variant, log);
       return done(`restored from ${entry}`);
     }
-    build(plan, entry, log);
+    build(plan, variant, pkgDir, entry, log);
     return done(`built (cached in ${entry})`);
   } catch (error) {
-    removeBuild();
+    removeBuild(pkgDir);
     const why = error instanceof StepError ? error.message : `unexpected error: ${String(error)}`;
-    console.log(skipLine(`${why}; log: ${log}`));
+    console.log(skipLine(`${why}; log: ${log}`, variant));
   }
 }
 
-function gatherFacts() {
+function gatherFacts(variant, pkgDir) {
   const pkg = readJsonOrUndefined(join(pkgDir, 'package.json'));
   const stamp = existsSync(join(pkgDir, ADDON_PATH))
     ? readJsonOrUndefined(join(pkgDir, STAMP_FILE))
@@ -104,11 +97,11 @@ function gatherFacts() {
   };
   // With a cache hit assumed, the cheap facts already decide everything but `restore`; only then are the
   // cache and the toolchain probed.
-  const cheap = planNativeInstall({ ...facts, cached: true });
+  const cheap = planNativeInstall({ ...facts, cached: true }, variant);
   if (cheap.action !== 'restore') return facts;
   facts.cached = existsSync(join(cacheRoot, cheap.key, 'deit-native.json'));
   if (facts.cached) return facts;
-  facts.python = ['python3', 'python'].find((p) => runs(p, ['-m', 'pip', '--version']));
+  facts.python = findPython();
   facts.compiler = runs('c++', ['--version']) && runs('make', ['--version']);
   facts.nodedir = findNodedir();
   facts.nodeGyp = findNodeGyp();
@@ -133,22 +126,23 @@ function findNodeGyp() {
   return candidates.find((c) => c !== undefined && c.endsWith('.js') && existsSync(c));
 }
 
-function build(plan, entry, log) {
+function build(plan, variant, pkgDir, entry, log) {
   // Per process, so that two installs building the same key at once do not write into each other.
   const staging = `${entry}.partial-${process.pid}`;
   const download = join(cacheRoot, `wheel-download-${process.pid}`);
+  const { wheel } = variant;
   try {
-    const wheel = downloadWheel(plan.python, download, log);
-    extract(plan.python, wheel, join(staging, 'deps'), log);
+    const wheelPath = downloadWheel(plan.python, wheel, download, log);
+    extract(plan.python, wheelPath, join(staging, 'deps'), log);
     for (const [name, target] of Object.entries(LIBRARY_LINKS))
       symlinkSync(target, join(staging, 'deps', 'lib', name));
-    removeBuild();
+    removeBuild(pkgDir);
     linkTree(join(staging, 'deps'), join(pkgDir, 'deps'));
-    compile(plan, log);
+    compile(plan, pkgDir, log);
     mkdirSync(dirname(join(staging, ADDON_PATH)), { recursive: true });
     copyFileSync(join(pkgDir, ADDON_PATH), join(staging, ADDON_PATH));
-    verify(log);
-    const stamp = JSON.stringify({ key: plan.key, wheel: WHEEL.file, sha256: WHEEL.sha256 }, null, 2);
+    verify(variant, log);
+    const stamp = JSON.stringify({ key: plan.key, wheel: wheel.file, sha256: wheel.sha256 }, null, 2);
     writeFileSync(join(staging, 'deit-native.json'), stamp);
     writeFileSync(join(pkgDir, STAMP_FILE), stamp);
     // Another install may have finished the same build meanwhile; either copy is the same build.
@@ -161,47 +155,6 @@ function build(plan, entry, log) {
     rmSync(download, { recursive: true, force: true });
     rmSync(staging, { recursive: true, force: true });
   }
-}
-
-/** pip download with the pinned hash (pip's cache is used); the file is checked again here. */
-function downloadWheel(python, dir, log) {
-  mkdirSync(dir, { recursive: true });
-  const requirements = join(dir, 'requirements.txt');
-  writeFileSync(requirements, `${WHEEL.project}==${WHEEL.version} --hash=sha256:${WHEEL.sha256}\n`);
-  const args = [
-    '-m',
-    'pip',
-    'download',
-    '--no-deps',
-    '--only-binary=:all:',
-    '--require-hashes',
-    ...WHEEL.pipTarget,
-  ];
-  run(python, [...args, '--dest', dir, '-r', requirements], {
-    log,
-    step: `pip download ${WHEEL.project}==${WHEEL.version}`,
-  });
-  const wheel = join(dir, WHEEL.file);
-  if (!existsSync(wheel)) throw new StepError(`pip did not produce ${WHEEL.file}`);
-  const sha = sha256File(wheel);
-  if (sha !== WHEEL.sha256) throw new StepError(`${WHEEL.file} has sha256 ${sha}, expected ${WHEEL.sha256}`);
-  return wheel;
-}
-
-function sha256File(path) {
-  const hash = createHash('sha256');
-  const buffer = Buffer.alloc(1 << 22);
-  const fd = openSync(path, 'r');
-  try {
-    for (;;) {
-      const n = readSync(fd, buffer, 0, buffer.length, null);
-      if (n === 0) break;
-      hash.update(buffer.subarray(0, n));
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
 }
 
 /** Python's zipfile: the wheel is a zip, and python is already required for pip. */
@@ -232,7 +185,7 @@ with zipfile.ZipFile(wheel) as z:
       WHEEL_HEADER_ROOT,
       JSON.stringify(WHEEL_HEADER_PREFIXES),
     ],
-    { log, step: 'extracting the wheel' },
+    { cwd: root, log, step: 'extracting the wheel' },
   );
   for (const lib of WHEEL_LIBRARIES) {
     if (!existsSync(join(depsDir, 'lib', lib.split('/').pop())))
@@ -240,7 +193,7 @@ with zipfile.ZipFile(wheel) as z:
   }
 }
 
-function compile(plan, log) {
+function compile(plan, pkgDir, log) {
   run(
     process.execPath,
     [
@@ -257,12 +210,12 @@ function compile(plan, log) {
 }
 
 /** Loads the binding in a fresh process: the install only reports success for a backend that works. */
-function verify(log) {
+function verify(variant, log) {
   const program = `
-const tf = require('@tensorflow/tfjs-node');
+const tf = require(${JSON.stringify(variant.package)});
 const x = tf.tensor2d([[1, 2], [3, 4]]);
 const y = tf.matMul(x, x).dataSync();
-if (tf.getBackend() !== 'tensorflow' || y[3] !== 22) throw new Error('tfjs-node loaded but computed ' + Array.from(y));
+if (tf.getBackend() !== 'tensorflow' || y[3] !== 22) throw new Error('the binding loaded but computed ' + Array.from(y));
 console.log('TensorFlow ' + tf.backend().binding.TF_Version);`;
   run(process.execPath, ['-e', program], {
     cwd: root,
@@ -272,64 +225,23 @@ console.log('TensorFlow ' + tf.backend().binding.TF_Version);`;
   });
 }
 
-function restore(entry) {
-  removeBuild();
+function restore(entry, pkgDir) {
+  removeBuild(pkgDir);
   linkTree(join(entry, 'deps'), join(pkgDir, 'deps'));
   mkdirSync(dirname(join(pkgDir, ADDON_PATH)), { recursive: true });
   copyFileSync(join(entry, ADDON_PATH), join(pkgDir, ADDON_PATH));
   copyFileSync(join(entry, 'deit-native.json'), join(pkgDir, STAMP_FILE));
 }
 
-/** Leaves the package as npm installed it, so that loading it fails cleanly and training uses wasm. */
-function removeBuild() {
+/** Leaves the package as npm installed it, so that loading it fails cleanly and training falls back. */
+function removeBuild(pkgDir) {
   rmSync(join(pkgDir, 'deps'), { recursive: true, force: true });
   rmSync(join(pkgDir, ADDON_PATH), { force: true });
   rmSync(join(pkgDir, 'build'), { recursive: true, force: true });
 }
 
-/** Hard links (no second copy of 850 MB; the cache can be deleted safely), copies across devices. */
-function linkTree(from, to) {
-  mkdirSync(to, { recursive: true });
-  for (const name of readdirSync(from)) {
-    const source = join(from, name);
-    const target = join(to, name);
-    const stat = lstatSync(source);
-    if (stat.isDirectory()) linkTree(source, target);
-    else if (stat.isSymbolicLink()) symlinkSync(readlinkSync(source), target);
-    else {
-      try {
-        linkSync(source, target);
-      } catch {
-        copyFileSync(source, target);
-      }
-    }
-  }
-}
-
-function run(command, args, { cwd = root, log, step, env = process.env }) {
-  const fd = openSync(log, 'a');
-  try {
-    writeFileSync(fd, `\n$ ${command} ${args.map((a) => (a.includes('\n') ? '<program>' : a)).join(' ')}\n`);
-    const result = spawnSync(command, args, { cwd, env, stdio: ['ignore', fd, fd] });
-    if (result.error !== undefined) throw new StepError(`${step} failed: ${result.error.message}`);
-    if (result.status !== 0) throw new StepError(`${step} failed (exit ${result.status ?? result.signal})`);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function runs(command, args) {
-  const result = spawnSync(command, args, { stdio: 'ignore' });
-  return result.error === undefined && result.status === 0;
-}
-
-function readJsonOrUndefined(path) {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-main();
+installTfjsNode(TFJS_NODE_CPU);
+// DEIT_GPU=cuda (install-gpu.mjs): tfjs-node-gpu on the GPU wheel and onnxruntime's CUDA provider.
+installGpuVariants((variant) => installTfjsNode(variant));
+// The upstream way, for hosts that reach NuGet: ONNXRUNTIME_NODE_INSTALL=cuda12.
 installOnnxruntimeCuda();

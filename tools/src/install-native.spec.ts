@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { INSTALL_SCRIPTS } from './install-scratch';
 import { readJson, workspaceRoot } from './workspace';
 
 /** The postinstall's decision (tools/scripts/install-native-plan.mjs) on made-up machines. */
@@ -151,7 +152,7 @@ describe('install-native.mjs', () => {
   function scratchTree(withPackage: boolean): string {
     const dir = mkdtempSync(join(tmpdir(), 'deit-native-'));
     mkdirSync(join(dir, 'tools', 'scripts'), { recursive: true });
-    for (const file of ['install-native.mjs', 'install-native-plan.mjs', 'install-onnxruntime-cuda.mjs']) {
+    for (const file of INSTALL_SCRIPTS) {
       writeFileSync(
         join(dir, 'tools', 'scripts', file),
         readFileSync(join(workspaceRoot, 'tools', 'scripts', file), 'utf8'),
