@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { describeBackend, initBackend, NATIVE_ENV_DEFAULTS, wasmDistFolder } from './backend';
+import { describeBackend, initBackend, NATIVE_ENV_DEFAULTS, nativePackages, wasmDistFolder } from './backend';
 import { nativeBuildInstalled } from './native-testing';
 
 const REGISTER_TS = join(__dirname, '..', '..', '..', 'tools', 'test-support', 'register-ts.cjs');
@@ -70,6 +70,14 @@ describe('initBackend', () => {
       });
     },
   );
+
+  it('tries tfjs-node-gpu first only where an NVIDIA driver is loaded', () => {
+    // DEIT_GPU=cuda installs both; without a driver the GPU build would compute on the CPU as well,
+    // after loading its CUDA kernels and logging that no driver was found.
+    expect(nativePackages(true)).toEqual(['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']);
+    expect(nativePackages(false)).toEqual(['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu']);
+    expect(nativePackages()).toEqual(nativePackages(existsSync('/proc/driver/nvidia/version')));
+  });
 
   it('locates the wasm binaries on disk', () => {
     expect(existsSync(join(wasmDistFolder(), 'tfjs-backend-wasm-simd.wasm'))).toBe(true);

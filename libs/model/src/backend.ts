@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
@@ -18,8 +19,17 @@ export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 
 const DEFAULT_ORDER: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
 
-/** The optional native bindings, tried in this order; each registers the `tensorflow` backend. */
-const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
+/**
+ * The optional native bindings in the order they are tried; each registers the `tensorflow` backend.
+ * tfjs-node-gpu (built by `DEIT_GPU=cuda npm ci` beside tfjs-node) comes first only where an NVIDIA
+ * driver is loaded: elsewhere it computes on the CPU like tfjs-node, after loading its GPU kernels and
+ * logging that no driver was found.
+ */
+export function nativePackages(nvidiaDriver = existsSync('/proc/driver/nvidia/version')): readonly string[] {
+  return nvidiaDriver
+    ? ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']
+    : ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'];
+}
 
 const nodeRequire = createRequire(__filename);
 
@@ -85,7 +95,7 @@ async function tryBackend(name: BackendName): Promise<boolean> {
 export function loadNativeBinding(): boolean {
   if (tf.findBackendFactory('tensorflow') !== null) return true;
   for (const [name, value] of Object.entries(NATIVE_ENV_DEFAULTS)) process.env[name] ??= value;
-  for (const pkg of NATIVE_PACKAGES) {
+  for (const pkg of nativePackages()) {
     try {
       // Loaded by a name only known at run time, so neither the type-checker nor bundlers need it.
       nodeRequire(pkg);
