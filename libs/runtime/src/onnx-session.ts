@@ -103,7 +103,7 @@ export class OnnxModelSession {
       // Warn only once CPU has loaded: if the model itself is broken, the CPU error below says so
       // and a "CUDA unavailable" warning would point at the wrong culprit.
       logger.warn(
-        `onnxruntime: CUDA execution provider unavailable (${messageOf(cudaFailure)}); running on CPU`,
+        `onnxruntime: CUDA execution provider unavailable (${cudaFailureReason(messageOf(cudaFailure))}); running on CPU`,
       );
     }
 
@@ -274,6 +274,27 @@ function checkFeed(input: TensorInfo, feed: FloatTensor): void {
 
 function product(dims: readonly number[]): number {
   return dims.reduce((a, b) => a * b, 1);
+}
+
+/**
+ * The reason a CUDA session failed, in a line: onnxruntime wraps CUDA's own message ("CUDA failure
+ * 100: no CUDA-capable device is detected") in C++ signatures and file names, and when the provider
+ * or a library it links cannot be loaded it throws only "Failed to load shared library", having logged
+ * the library's name itself (on stderr, just before).
+ */
+export function cudaFailureReason(message: string): string {
+  const cuda = /CUDA failure \d+: [^;]*/.exec(message)?.[0].trim();
+  if (cuda !== undefined) {
+    const call = /expr=(\w+)/.exec(message)?.[1];
+    return call === undefined ? cuda : `${cuda}, in ${call}`;
+  }
+  if (message.includes('Failed to load shared library')) {
+    return (
+      "its library or one that it links could not be loaded (onnxruntime's error line above names it: " +
+      'libcuda.so.1 is the NVIDIA driver; the others come with `DEIT_GPU=cuda npm ci`, docs/install.md)'
+    );
+  }
+  return message;
 }
 
 function messageOf(error: unknown): string {
