@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -47,7 +47,19 @@ const lineage = (name: string): Stage['instructions'] => {
   return [...(parent ? lineage(parent.name) : []), ...s.instructions];
 };
 const resolve = (image: string) => image.replace(/\$\{(\w+)\}/g, (_m, key: string) => args.get(key) ?? '');
-const runtimeTargets = ['inference', 'inference-cuda', 'trainer'];
+const runtimeTargets = ['inference', 'inference-cuda', 'trainer', 'trainer-cuda'];
+/** Each runtime target's production node_modules. */
+const DEPS_STAGE: Record<string, string> = {
+  inference: 'deps',
+  trainer: 'deps',
+  'inference-cuda': 'deps-cuda',
+  'trainer-cuda': 'deps-trainer-cuda',
+};
+const runArgs = (name: string): string =>
+  stage(name)
+    .instructions.filter((i) => i.op === 'RUN')
+    .map((i) => i.args)
+    .join('\n');
 const BUILD_TOOLS =
   /\b(gcc|g\+\+|make|build-essential|python3?|node-gyp|npm|npx|yarn|corepack|apt-get install)\b/;
 
@@ -60,7 +72,9 @@ describe('docker/Dockerfile', () => {
       expect(image, s.name).not.toMatch(/:latest$/);
     }
     expect(resolve(stage('runtime').from)).toMatch(/^node:20\.\d+-bookworm-slim$/);
-    expect(resolve(stage('inference-cuda').from)).toMatch(/^nvidia\/cuda:12\.[\d.]+-cudnn-runtime-/);
+    // onnxruntime-gpu 1.30's provider is built for CUDA 13; TensorFlow 2.21 loads CUDA 12 (≥ 12.5).
+    expect(resolve(stage('inference-cuda').from)).toMatch(/^nvidia\/cuda:13\.[\d.]+-cudnn-runtime-/);
+    expect(resolve(stage('trainer-cuda').from)).toMatch(/^nvidia\/cuda:12\.(5|6|7|8|9)[\d.]*-cudnn-runtime-/);
   });
 
   it.each(runtimeTargets)('%s: runs as a non-root user, with the service as its command', (target) => {
@@ -68,7 +82,7 @@ describe('docker/Dockerfile', () => {
     const user = all.filter((i) => i.op === 'USER').at(-1)?.args;
     expect(user).toBe('10001:10001');
     const cmd = all.filter((i) => i.op === 'CMD').at(-1)?.args ?? '';
-    const app = target === 'trainer' ? 'trainer' : 'inference';
+    const app = target.startsWith('trainer') ? 'trainer' : 'inference';
     expect(cmd).toContain(`dist/apps/${app}/src/main.js`);
     expect(all.some((i) => i.op === 'HEALTHCHECK')).toBe(false);
   });
@@ -79,8 +93,7 @@ describe('docker/Dockerfile', () => {
       expect(i.args.replace(/rm -rf [^&]*/, ''), `${target}: RUN ${i.args}`).not.toMatch(BUILD_TOOLS);
     }
     const copies = all.filter((i) => i.op === 'COPY').map((i) => i.args);
-    const depsStage = target === 'inference-cuda' ? 'deps-cuda' : 'deps';
-    expect(copies).toContain(`--from=${depsStage} /src/node_modules node_modules`);
+    expect(copies).toContain(`--from=${DEPS_STAGE[target]} /src/node_modules node_modules`);
     expect(copies).toContain('--from=build /src/dist dist');
     expect(copies).toContain('proto proto');
     expect(copies.filter((c) => /^(apps|libs)\b/.test(c))).toEqual([]);
@@ -98,15 +111,17 @@ describe('docker/Dockerfile', () => {
     }
   });
 
-  it('installs production dependencies only, with the CUDA provider for the CUDA image', () => {
-    const deps = stage('deps')
-      .instructions.filter((i) => i.op === 'RUN')
-      .map((i) => i.args);
-    expect(deps).toContain('npm ci --omit=dev --no-audit --no-fund');
-    const cuda = stage('deps-cuda')
-      .instructions.filter((i) => i.op === 'RUN')
-      .map((i) => i.args);
-    expect(cuda).toContain('ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci --omit=dev --no-audit --no-fund');
+  it('installs production dependencies only, the GPU images through DEIT_GPU=cuda from the registries', () => {
+    expect(runArgs('deps')).toBe('npm ci --omit=dev --no-audit --no-fund');
+    // The toolchain's DEIT_NATIVE=off: the inference image carries no TensorFlow.
+    expect(runArgs('deps-cuda')).toMatch(
+      /^DEIT_GPU=cuda npm ci --omit=dev --no-audit --no-fund && test -f \S+\/deit-onnxruntime-cuda\.json$/,
+    );
+    expect(runArgs('deps-trainer-cuda')).toMatch(
+      /^DEIT_NATIVE=on DEIT_GPU=cuda npm ci --omit=dev --no-audit --no-fund && test -f node_modules\/@tensorflow\/tfjs-node-gpu\/deps\/deit-native\.json /,
+    );
+    // Not onnxruntime-node's own installer, which downloads the provider from outside the registries.
+    expect(dockerfile).not.toMatch(/ONNXRUNTIME_NODE_INSTALL=/);
     const cudaEnv = lineage('inference-cuda')
       .filter((i) => i.op === 'ENV')
       .map((i) => i.args)
@@ -114,12 +129,37 @@ describe('docker/Dockerfile', () => {
     expect(cudaEnv).toContain('DEIT_EXECUTION_PROVIDER=cuda');
   });
 
+  it('gives the postinstall every module it imports, through COPY and the .dockerignore allowlist', () => {
+    const scriptsDir = join(workspaceRoot, 'tools', 'scripts');
+    const needed = new Set<string>();
+    const visit = (file: string) => {
+      if (needed.has(file)) return;
+      needed.add(file);
+      const source = readFileSync(join(scriptsDir, file), 'utf8');
+      for (const [, imported = ''] of source.matchAll(/from '\.\/([\w.-]+\.mjs)'/g)) visit(imported);
+    };
+    visit('install-native.mjs');
+    expect(needed.size).toBeGreaterThan(2);
+    // What `COPY tools/scripts/install-*.mjs` takes.
+    const copied = new Set(readdirSync(scriptsDir).filter((f) => /^install-.*\.mjs$/.test(f)));
+    for (const name of ['deps', 'toolchain-gpu']) {
+      expect(stage(name).instructions.map((i) => i.args)).toContain(
+        'tools/scripts/install-*.mjs tools/scripts/',
+      );
+    }
+    expect([...needed].filter((f) => !copied.has(f))).toEqual([]);
+    const ignore = readFileSync(join(workspaceRoot, '.dockerignore'), 'utf8').split('\n');
+    expect(ignore).toContain('!tools/scripts/install-*.mjs');
+  });
+
   it('ships the seed registry with inference, and the seeding script with the trainer', () => {
     expect(lineage('inference').map((i) => i.args)).toContain('registry registry');
     expect(lineage('inference-cuda').map((i) => i.args)).toContain('registry registry');
-    expect(lineage('trainer').map((i) => i.args)).toContain(
-      'docker/seed-registry.mjs docker/seed-registry.mjs',
-    );
+    for (const trainer of ['trainer', 'trainer-cuda']) {
+      expect(lineage(trainer).map((i) => i.args)).toContain(
+        'docker/seed-registry.mjs docker/seed-registry.mjs',
+      );
+    }
   });
 
   it('has a .dockerignore that keeps node_modules, tests and registry staging out of the context', () => {
@@ -153,7 +193,12 @@ describe.skipIf(!findTools().tools)("BuildKit's Dockerfile checks (deploy/docker
       'CMD node dist/apps/trainer/src/main.js',
       'JSONArgsRecommended',
     ],
-    ['a duplicate stage', 'FROM toolchain AS deps-cuda', 'FROM toolchain AS deps', 'DuplicateStageName'],
+    [
+      'a duplicate stage',
+      'FROM toolchain-gpu AS deps-cuda',
+      'FROM toolchain-gpu AS deps',
+      'DuplicateStageName',
+    ],
   ])('catch %s, as `docker build --check` does', (_what, from, to, rule) => {
     expect(dockerfile).toContain(from);
     const dir = mkdtempSync(join(tmpdir(), 'deit-dockerfile-'));
