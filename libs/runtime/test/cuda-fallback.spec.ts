@@ -28,6 +28,10 @@ const hasDriver = existsSync('/proc/driver/nvidia/version');
 const compilerRuns = spawnSync('cc', ['--version'], { stdio: 'ignore' }).status === 0;
 const CHILD_TIMEOUT = 60_000;
 
+/** `worker`: the service's sessions (libs/inference-engine); `main`: the library's default. */
+const THREADS = ['worker', 'main'] as const;
+type Thread = (typeof THREADS)[number];
+
 interface ChildResult {
   provider: string;
   warnings: string[];
@@ -36,8 +40,8 @@ interface ChildResult {
   stderr: string;
 }
 
-function runChild(env: Record<string, string>): ChildResult {
-  const result = spawnSync(process.execPath, ['-r', REGISTER_TS, CHILD], {
+function runChild(thread: Thread, env: Record<string, string>): ChildResult {
+  const result = spawnSync(process.execPath, ['-r', REGISTER_TS, CHILD, thread], {
     cwd: workspaceRoot,
     encoding: 'utf8',
     env: { ...process.env, ...env },
@@ -74,43 +78,52 @@ describe.runIf(providerInstalled && !hasDriver)(
   `onnxruntime CUDA provider from DEIT_GPU=cuda (${installState}; ${driverState})`,
   () => {
     const stubDir = mkdtempSync(join(tmpdir(), 'deit-libcuda-'));
+    const stub = join(stubDir, 'libcuda.so.1');
     afterAll(() => rmSync(stubDir, { recursive: true, force: true }));
 
-    it(
-      'without a driver library: the provider loads up to libcuda.so.1, and the session falls back to CPU',
-      () => {
-        const out = runChild({});
-        // onnxruntime's own line names the missing library: every library the provider links but
-        // the driver's was found beside it (its RUNPATH is $ORIGIN, without LD_LIBRARY_PATH).
-        expect(out.stderr).toMatch(
-          /libonnxruntime_providers_cuda\.so with error: libcuda\.so\.1: cannot open shared object file/,
-        );
-        expect(out.warnings).toEqual([
-          "onnxruntime: CUDA execution provider unavailable (its library or one that it links could not be loaded (onnxruntime's error line above names it: libcuda.so.1 is the NVIDIA driver; the others come with `DEIT_GPU=cuda npm ci`, docs/install.md)); running on CPU",
-        ]);
-        expectCpuClassification(out);
-      },
-      CHILD_TIMEOUT,
-    );
-
-    it.runIf(compilerRuns)(
-      `with a stub driver whose cuInit finds no device (${compilerRuns ? 'compiled with cc' : 'SKIPPED: no C compiler (cc)'}): CUDA's real "no CUDA-capable device" error, then CPU`,
-      () => {
-        const stub = join(stubDir, 'libcuda.so.1');
+    /** The stub driver, compiled once for the tests that use it; returns its folder. */
+    function stubDriver(): string {
+      if (!existsSync(stub)) {
         const cc = spawnSync(
           'cc',
           ['-shared', '-fPIC', '-Wall', '-Werror', '-Wl,-soname,libcuda.so.1', '-o', stub, STUB_SOURCE],
           { encoding: 'utf8' },
         );
         expect(cc.status, cc.stderr).toBe(0);
-        const out = runChild({ LD_LIBRARY_PATH: stubDir });
-        expect(out.warnings).toEqual([
-          'onnxruntime: CUDA execution provider unavailable (CUDA failure 100: no CUDA-capable device is detected, in cudaSetDevice); running on CPU',
-        ]);
-        expectCpuClassification(out);
-      },
-      CHILD_TIMEOUT,
-    );
+      }
+      return stubDir;
+    }
+
+    describe.each(THREADS)('sessions on the %s thread', (thread) => {
+      it(
+        'without a driver library: the provider loads up to libcuda.so.1, and the session falls back to CPU',
+        () => {
+          const out = runChild(thread, {});
+          // onnxruntime's own line names the missing library: every library the provider links but
+          // the driver's was found beside it (its RUNPATH is $ORIGIN, without LD_LIBRARY_PATH).
+          expect(out.stderr).toMatch(
+            /libonnxruntime_providers_cuda\.so with error: libcuda\.so\.1: cannot open shared object file/,
+          );
+          expect(out.warnings).toEqual([
+            "onnxruntime: CUDA execution provider unavailable (its library or one that it links could not be loaded (onnxruntime's error line above names it: libcuda.so.1 is the NVIDIA driver; the others come with `DEIT_GPU=cuda npm ci`, docs/install.md)); running on CPU",
+          ]);
+          expectCpuClassification(out);
+        },
+        CHILD_TIMEOUT,
+      );
+
+      it.runIf(compilerRuns)(
+        `with a stub driver whose cuInit finds no device (${compilerRuns ? 'compiled with cc' : 'SKIPPED: no C compiler (cc)'}): CUDA's real "no CUDA-capable device" error, then CPU`,
+        () => {
+          const out = runChild(thread, { LD_LIBRARY_PATH: stubDriver() });
+          expect(out.warnings).toEqual([
+            'onnxruntime: CUDA execution provider unavailable (CUDA failure 100: no CUDA-capable device is detected, in cudaSetDevice); running on CPU',
+          ]);
+          expectCpuClassification(out);
+        },
+        CHILD_TIMEOUT,
+      );
+    });
   },
 );
 
