@@ -1,7 +1,9 @@
-// onnxruntime-node's CUDA execution provider, only when asked for (`ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci`).
-// The CPU provider ships inside the npm package, so onnxruntime-node's own install script (which would
-// download the CUDA provider from outside the npm registry) is not approved in package.json
-// `allowScripts`; this runs it, from the root postinstall, when the variable names a CUDA build.
+// onnxruntime-node's CUDA execution provider the upstream way, only when asked for
+// (`ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci`), for hosts that reach NuGet; `DEIT_GPU=cuda npm ci`
+// (install-gpu.mjs) assembles the same provider from PyPI instead. The CPU provider ships inside the
+// npm package, so onnxruntime-node's own install script (which would download the CUDA provider from
+// outside the npm registry) is not approved in package.json `allowScripts`; this runs it, from the
+// root postinstall, when the variable names a CUDA build.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
