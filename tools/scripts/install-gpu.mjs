@@ -78,6 +78,8 @@ function installOrtCuda() {
     return done(`installed (cached in ${entry})`, build(plan, entry, log));
   } catch (error) {
     removeProvider();
+    // A cached assembly that does not load would fail the same way every time: the next install builds.
+    if (plan.action === 'restore') rmSync(entry, { recursive: true, force: true });
     const why = error instanceof StepError ? error.message : `unexpected error: ${String(error)}`;
     console.log(ortSkipLine(`${why}; log: ${log}`));
   }
@@ -182,7 +184,9 @@ ort.InferenceSession.create(new Uint8Array([8, 7]), { executionProviders: ['cuda
   writeFileSync(log, `\n$ node -e <load onnxruntime's CUDA provider>\n${output}`, { flag: 'a' });
   const failure = /Failed to load library \S+ with error: ([^\n]*)/.exec(output)?.[1]?.trim();
   if (result.status !== 0)
-    throw new StepError(`loading the CUDA provider crashed (exit ${result.status ?? result.signal})`);
+    throw new StepError(
+      `loading onnxruntime-node with the CUDA provider failed (exit ${result.status ?? result.signal})`,
+    );
   if (failure === undefined) {
     if (/Failed to load shared library/.test(output))
       throw new StepError('onnxruntime could not load the CUDA provider');

@@ -271,6 +271,28 @@ describe('install-native.mjs with DEIT_GPU', () => {
   });
 });
 
+describe('install-native.mjs with DEIT_GPU=cuda and a cached provider', () => {
+  it('restores it without python, and removes it (and the cache entry) with one line when it does not load', () => {
+    const dir = scratchInstallTree({ 'onnxruntime-node': '1.30.0' });
+    const entry = join(dir, 'cache', gpu.ortCudaCacheKey({ arch: process.arch }));
+    mkdirSync(entry, { recursive: true });
+    const names = gpu.ORT_CUDA_WHEELS.flatMap((w) => Object.values(w.members));
+    for (const name of names) writeFileSync(join(entry, name), 'not a library');
+    writeFileSync(join(entry, 'deit-onnxruntime-cuda.json'), '{}');
+    // No python on PATH: a restore needs none. The scratch onnxruntime-node has no code, so the load
+    // check in a fresh process fails, as it would for a corrupt cache entry.
+    const out = runPostinstall(dir, { DEIT_GPU: 'cuda', DEIT_NATIVE: 'off', PATH: join(dir, 'no-such-bin') });
+    expect(out.status).toBe(0);
+    expect(out.lines[2]).toMatch(
+      /^deit-serve: onnxruntime CUDA provider not installed \(loading onnxruntime-node with the CUDA provider failed \(exit 1\); log: .*\.log\); inference runs on the CPU provider$/,
+    );
+    const bindingDir = join(dir, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux', 'x64');
+    expect(readdirSync(bindingDir)).toEqual([]);
+    // And from the cache, so that the next install builds it afresh instead of failing the same way.
+    expect(existsSync(entry)).toBe(false);
+  });
+});
+
 describe('package.json wiring for tfjs-node-gpu', () => {
   const pkg = readJson<{
     optionalDependencies?: Record<string, string>;
