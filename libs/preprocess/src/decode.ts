@@ -1,10 +1,25 @@
 import { InvalidArgumentError } from '@deit-serve/core';
-import sharp from 'sharp';
+import { createRequire } from 'node:module';
+import type Sharp from 'sharp';
 import type { DecodeGate } from './decode-admission';
 
-// libvips' operation cache keeps decoded images around for reuse a server never has; without it
-// memory stays flat under load.
-sharp.cache(false);
+const nodeRequire = createRequire(__filename);
+let loadedSharp: typeof Sharp | undefined;
+
+/**
+ * sharp (libvips) is loaded with the first image, not with this module: it maps 19 MiB that a
+ * service fed only tensors never uses (measured: the process's RSS with and without `require('sharp')`).
+ */
+function sharp(...args: Parameters<typeof Sharp>): ReturnType<typeof Sharp> {
+  if (loadedSharp === undefined) {
+    const loaded = nodeRequire('sharp') as typeof Sharp;
+    // libvips' operation cache keeps decoded images around for reuse a server never has; without it
+    // memory stays flat under load.
+    loaded.cache(false);
+    loadedSharp = loaded;
+  }
+  return loadedSharp(...args);
+}
 
 /**
  * Image decoding with the pixel semantics of PIL's `Image.open(f).convert('RGB')`, which is what
@@ -110,7 +125,7 @@ function declaredPngSize(bytes: Uint8Array): [number, number] | undefined {
 }
 
 /** sharp's format id → ours; undefined for anything not a plain raster we know. */
-function formatOf(meta: sharp.Metadata): ImageFormat | undefined {
+function formatOf(meta: Sharp.Metadata): ImageFormat | undefined {
   switch (meta.format) {
     case 'jpeg':
     case 'png':
@@ -150,7 +165,7 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions): Pr
 
   // Header only: libvips parses dimensions without allocating the raster, so no pixel limit is
   // needed here, and lifting it lets the error below state the declared size.
-  let meta: sharp.Metadata;
+  let meta: Sharp.Metadata;
   try {
     meta = await sharp(input, { limitInputPixels: false, pages: 1 }).metadata();
   } catch (err) {
@@ -195,7 +210,7 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions): Pr
   }
 
   const release = await options.budget?.acquire(width * height, options.signal);
-  let raw: { data: Buffer; info: sharp.OutputInfo };
+  let raw: { data: Buffer; info: Sharp.OutputInfo };
   try {
     raw = await sharp(input, {
       // Second line of defence: the header was checked, but the decoder enforces it again.
@@ -221,7 +236,7 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions): Pr
 }
 
 /** Brings libvips' band layouts to RGB: grey replicated, alpha dropped (PIL `convert('RGB')`). */
-function toRgb(data: Buffer, info: sharp.OutputInfo): Uint8Array {
+function toRgb(data: Buffer, info: Sharp.OutputInfo): Uint8Array {
   const { width, height } = info;
   // Widened from sharp's 1 | 2 | 3 | 4 so that the defensive default below type-checks.
   const channels: number = info.channels;
