@@ -24,6 +24,7 @@ import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { serviceEnv } from '../../tools/scripts/service-env.mjs';
 
 const root = join(import.meta.dirname, '..', '..');
 const require = createRequire(import.meta.url);
@@ -194,7 +195,8 @@ const serverEnv = {
 };
 const server = spawn(process.execPath, [join(root, 'dist', 'apps', 'inference', 'src', 'main.js')], {
   cwd: root,
-  env: { ...process.env, ...serverEnv },
+  // Started as `npm start` and the container image start it (tools/scripts/service-env.mjs).
+  env: serviceEnv('inference', { ...process.env, ...serverEnv }),
   stdio: ['ignore', 'inherit', 'inherit'],
 });
 let serverExited = false;

@@ -24,6 +24,7 @@ import { createServer } from 'node:net';
 import { cpus, homedir, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { serviceEnv } from '../../tools/scripts/service-env.mjs';
 import { combineRepetitions, judge, parseK6Summary, resultTable, TREND_STATS } from './results.mjs';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -38,8 +39,18 @@ const { values: args } = parseArgs({
     'warm-seconds': { type: 'string', default: '3' },
     // A directory for a V8 CPU profile of deit-serve (node --cpu-prof), written when it exits.
     'cpu-prof': { type: 'string' },
+    // KEY=VALUE set in deit-serve's environment after the service's own (tools/scripts/service-env.mjs),
+    // to try a setting; e.g. --deit-env NODE_OPTIONS= starts it without the service's V8 flags.
+    'deit-env': { type: 'string', multiple: true, default: [] },
   },
 });
+const DEIT_ENV = Object.fromEntries(
+  args['deit-env'].map((pair) => {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new Error(`--deit-env takes KEY=VALUE, got "${pair}"`);
+    return [pair.slice(0, at), pair.slice(at + 1)];
+  }),
+);
 const SECONDS = Number(args.seconds);
 const REPS = Number(args.reps);
 const CONCURRENCIES = args.concurrency.split(',').map(Number);
@@ -161,10 +172,10 @@ function freePort() {
 function startServer(label, cmd, argv, env) {
   const child = spawn(cmd, argv, {
     cwd: root,
-    env: { ...process.env, ...env },
+    env,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  const server = { label, child, exited: false, peakRssMb: 0 };
+  const server = { label, child, env, exited: false, peakRssMb: 0 };
   server.exit = new Promise((resolve) =>
     child.once('exit', (code, signal) => {
       server.exited = true;
@@ -246,12 +257,17 @@ const deit = startServer(
     join(root, 'dist', 'apps', 'inference', 'src', 'main.js'),
   ],
   {
-    DEIT_GRPC_HOST: '127.0.0.1',
-    DEIT_GRPC_PORT: String(deitPort),
-    DEIT_METRICS_PORT: String(deitMetricsPort),
-    DEIT_REGISTRY_DIR: registryDir,
-    DEIT_DEFAULT_MODEL: MODEL,
-    DEIT_LOG_LEVEL: 'warn',
+    // Started as `npm start` and the container image start it (tools/scripts/service-env.mjs).
+    ...serviceEnv('inference', {
+      ...process.env,
+      DEIT_GRPC_HOST: '127.0.0.1',
+      DEIT_GRPC_PORT: String(deitPort),
+      DEIT_METRICS_PORT: String(deitMetricsPort),
+      DEIT_REGISTRY_DIR: registryDir,
+      DEIT_DEFAULT_MODEL: MODEL,
+      DEIT_LOG_LEVEL: 'warn',
+    }),
+    ...DEIT_ENV,
   },
 );
 deit.address = `127.0.0.1:${deitPort}`;
@@ -268,7 +284,7 @@ const kserve = startServer(
     // runs at log level warn.
     '--enable_latency_logging=false',
   ],
-  { PYTHONUNBUFFERED: '1', KSERVE_LOGLEVEL: 'WARNING' },
+  { ...process.env, PYTHONUNBUFFERED: '1', KSERVE_LOGLEVEL: 'WARNING' },
 );
 kserve.address = `127.0.0.1:${kservePort}`;
 const servers = [deit, kserve];
@@ -443,6 +459,7 @@ deit-serve vs KServe: ${MODEL} (deit_tiny_distilled_patch16_224, random weights)
 machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; ${new Date().toISOString()}
 load average (1/5/15 min): ${loadAtStart.map((v) => v.toFixed(2)).join(' ')} at start, ${loadAtEnd.map((v) => v.toFixed(2)).join(' ')} at end
 client: k6 (${K6}), closed loop, one connection per virtual user; ${SECONDS} s per run, ${REPS} interleaved repetitions per concurrency, medians shown; p50/p99 client side;
+deit-serve started with NODE_OPTIONS="${deit.env.NODE_OPTIONS ?? ''}" GLIBC_TUNABLES="${deit.env.GLIBC_TUNABLES ?? ''}"
 CPU ms/call: the server process's user + system time (all threads) over a run / its successful calls
 
 ${resultTable(results, CONCURRENCIES)}

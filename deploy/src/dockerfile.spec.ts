@@ -1,6 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { findTools, run, workspaceRoot } from './tools';
 
@@ -160,6 +161,26 @@ describe('docker/Dockerfile', () => {
         'docker/seed-registry.mjs docker/seed-registry.mjs',
       );
     }
+  });
+
+  it("starts the inference images with the service's start-up settings, as npm start does", async () => {
+    const { serviceEnv } = (await import(
+      pathToFileURL(join(workspaceRoot, 'tools', 'scripts', 'service-env.mjs')).href
+    )) as { serviceEnv: (app: string, env: object) => Record<string, string | undefined> };
+    const wanted = serviceEnv('inference', {});
+    /** The value of `key` after the stage's ENV instructions (KEY=VALUE pairs, unquoted). */
+    const envOf = (name: string, key: string): string | undefined =>
+      lineage(name)
+        .filter((i) => i.op === 'ENV')
+        .flatMap((i) => i.args.split(' '))
+        .map((pair) => pair.split(/=(.*)/s))
+        .filter(([k]) => k === key)
+        .at(-1)?.[1];
+    for (const target of ['inference', 'inference-cuda']) {
+      expect(envOf(target, 'NODE_OPTIONS'), target).toBe(wanted.NODE_OPTIONS);
+      expect(envOf(target, 'GLIBC_TUNABLES'), target).toBe(wanted.GLIBC_TUNABLES);
+    }
+    expect(wanted.NODE_OPTIONS).toMatch(/--max-semi-space-size=/);
   });
 
   it('has a .dockerignore that keeps node_modules, tests and registry staging out of the context', () => {

@@ -4,6 +4,7 @@
 // service. Ctrl-C (SIGINT) or SIGTERM drains both.
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { serviceEnv } from './service-env.mjs';
 
 const root = join(import.meta.dirname, '..', '..');
 const build = spawnSync(process.execPath, [join(root, 'tools', 'scripts', 'build.mjs')], {
@@ -19,7 +20,8 @@ const children = services.map((name) => {
     {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: process.env,
+      // V8 and allocator settings a process only reads at start (service-env.mjs).
+      env: serviceEnv(name),
     },
   );
   const prefix = (stream, out) => {
