@@ -7,7 +7,8 @@ wd 0.05, no decay on tokens, pos_embed, biases and norms). Whole batch in one pa
 
 Set up fairly (bench/../shared/reference/measured-here.md): the BLAS in use must be OpenBLAS (openmp
 build), and torch.set_num_threads(2); the script checks the mapped BLAS and reports it. Prints
-progress lines, then one JSON line: {"times_ms": [...], "cpu_ms": [...], "threads": n, "info": "..."}
+progress lines, then one JSON line: {"times_ms": [...], "cpu_ms": [...], "threads": n, "info": "...",
+"peak_rss_bytes": n}
 or {"skipped": "..."}.
 """
 
@@ -101,6 +102,15 @@ def blas_in_use():
     return sorted(libs)
 
 
+def peak_rss_bytes():
+    """VmHWM of this process: the peak resident set the comparison reports beside tfjs's."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=4)
@@ -148,7 +158,12 @@ def main():
         return
     params = sum(p.numel() for p in model.parameters())
     info = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, {params} params, BLAS {', '.join(blas)}"
-    print(json.dumps({"times_ms": times, "cpu_ms": cpu, "threads": torch.get_num_threads(), "info": info}))
+    summary = {"times_ms": times, "cpu_ms": cpu, "threads": torch.get_num_threads(), "info": info}
+    summary["peak_rss_bytes"] = peak_rss_bytes()
+    # For one table cell: the BLAS by its Debian alternatives folder (openblas-openmp, openblas-pthread, blas).
+    folders = sorted({lib.split("/")[-2] for lib in blas if "blas" in lib.split("/")[-1]})
+    summary["label"] = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, {'/'.join(folders)}"
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,16 @@
  * and prints ms/step with the ratio to PyTorch. `--profile` adds a per-kernel breakdown of one
  * micro-batch forward+backward (tf.profile), to find what dominates.
  *
- * Usage: bench/train-step/run.sh [--steps 4] [--warmup 1] [--batch 64] [--micro 16] [--workers 2]
- *        [--loss soft|hard] [--only tfjs-local,tfjs-dp,torch] [--profile] [--python /usr/bin/python3]
+ * Usage: bench/train-step/run.sh [--only tfjs-local,tfjs-dp,torch] [--steps 4] [--warmup 1] [--batch 64]
+ *        [--micro 16|auto] [--workers 2] [--loss soft|hard] [--profile] [--python /usr/bin/python3]
  *        [--preset deit_pico_distilled_patch7_28]   (another distilled 10-class preset; tfjs stacks only)
  *        [--teacher regnety_fmnist_28]   (a RegNetY classifier step instead, the zoo's teacher; tfjs only)
  *        [--backend wasm|tensorflow]     (tensorflow: tfjs-node, built by `npm ci`; default wasm)
+ *        [--report]   (one stack: print its samples and the process's peak RSS as a last JSON line)
+ * `--micro auto` picks what the trainers pick: `defaultMicroBatch` of each pass's rows for DeiT, the
+ * whole slice for RegNetY (the zoo's teacher training). run.sh measures here only when a flag other
+ * than --steps, --warmup and --python is given (`--only tfjs-local,tfjs-dp,torch`: all three in one
+ * process); without one it runs the comparison, each stack in its own process (comparison.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
@@ -20,6 +25,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { describeBackend, initBackend, type BackendName } from '../../libs/model/src/backend';
 import { DEIT_PRESETS, type DeitPresetName, isDeitPresetName } from '../../libs/model/src/deit/presets';
+import { defaultMicroBatch } from '../../libs/finetune/src/student-trainer';
 import {
   isRegNetPresetName,
   REGNET_PRESETS,
@@ -37,14 +43,13 @@ import {
 import { threadCpuMs, wasmHeapBytes } from '../../libs/training/src/resources';
 import { registerGradients } from '../../libs/training/src/register-gradients';
 import type { HostBatch, TrainTask } from '../../libs/training/src/task';
-
-type Stack = 'tfjs-local' | 'tfjs-dp' | 'torch';
+import { type ChildReport, reportLine, type Stack, stats } from './results';
 
 interface Args {
   steps: number;
   warmup: number;
   batch: number;
-  micro: number;
+  micro: number | 'auto';
   workers: number;
   loss: 'soft' | 'hard';
   only: Stack[];
@@ -53,6 +58,7 @@ interface Args {
   preset: DeitPresetName;
   teacher: RegNetPresetName | undefined;
   backend: BackendName;
+  report: boolean;
 }
 
 const DEFAULT_PRESET: DeitPresetName = 'deit_tiny_distilled_patch4_32';
@@ -75,6 +81,7 @@ function parseArgs(argv: readonly string[]): Args {
     preset: DEFAULT_PRESET,
     teacher: undefined,
     backend: 'wasm',
+    report: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -83,21 +90,30 @@ function parseArgs(argv: readonly string[]): Args {
       if (v === undefined) throw new Error(`${flag} needs a value`);
       return v;
     };
+    const count = (min: number): number => {
+      const v = value();
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs an integer ≥ ${min}, got ${v}`);
+      return n;
+    };
     switch (flag) {
       case '--steps':
-        args.steps = Number(value());
+        args.steps = count(1);
         break;
       case '--warmup':
-        args.warmup = Number(value());
+        args.warmup = count(0);
         break;
       case '--batch':
-        args.batch = Number(value());
+        args.batch = count(1);
         break;
       case '--micro':
-        args.micro = Number(value());
+        if (argv[i + 1] === 'auto') {
+          args.micro = 'auto';
+          i++;
+        } else args.micro = count(1);
         break;
       case '--workers':
-        args.workers = Number(value());
+        args.workers = count(1);
         break;
       case '--loss': {
         const v = value();
@@ -105,8 +121,16 @@ function parseArgs(argv: readonly string[]): Args {
         args.loss = v;
         break;
       }
-      case '--only':
-        args.only = value().split(',') as Stack[];
+      case '--only': {
+        const stacks = value().split(',');
+        const unknown = stacks.filter((s) => s !== 'tfjs-local' && s !== 'tfjs-dp' && s !== 'torch');
+        if (unknown.length > 0)
+          throw new Error(`--only takes tfjs-local, tfjs-dp, torch; got ${unknown.join(', ')}`);
+        args.only = stacks as Stack[];
+        break;
+      }
+      case '--report':
+        args.report = true;
         break;
       case '--profile':
         args.profile = true;
@@ -140,6 +164,8 @@ function parseArgs(argv: readonly string[]): Args {
   // torch_step.py builds the default network only: a ratio against another model would be meaningless.
   if ((args.preset !== DEFAULT_PRESET || args.teacher !== undefined) && args.only.includes('torch'))
     throw new Error(`--preset and --teacher run the tfjs stacks only: add --only tfjs-local,tfjs-dp`);
+  if (args.report && args.only.length !== 1)
+    throw new Error('--report measures one stack per process: name it with --only');
   return args;
 }
 
@@ -163,11 +189,6 @@ function makeBatch(rows: number, img: number): HostBatch {
   };
 }
 
-function stats(samples: readonly number[]): { median: number; min: number } {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { median: sorted[Math.floor((sorted.length - 1) / 2)], min: sorted[0] };
-}
-
 function gib(bytes: number | undefined): string {
   return bytes === undefined ? 'n/a' : `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 }
@@ -189,6 +210,8 @@ interface BenchTask {
   /** For data-parallel workers. */
   readonly module: string;
   readonly options: DeitTaskOptions | RegNetTaskOptions;
+  /** Rows per forward/backward pass for passes of `rows` (a process's or a worker's share). */
+  microBatch(rows: number): number;
   create(): TrainTask & { readonly model: { dispose(): void } };
 }
 
@@ -206,6 +229,8 @@ function benchTask(args: Args): BenchTask {
       imgSize,
       module: REGNET_TASK_MODULE,
       options,
+      // The zoo's teacher training passes whole slices (a RegNet step fits the wasm heap easily).
+      microBatch: (rows) => (args.micro === 'auto' ? rows : args.micro),
       create: () => createRegNetTrainTask(options),
     };
   }
@@ -221,11 +246,13 @@ function benchTask(args: Args): BenchTask {
     imgSize,
     module: DEIT_TASK_MODULE,
     options,
+    microBatch: (rows) =>
+      args.micro === 'auto' ? defaultMicroBatch(DEIT_PRESETS[args.preset], rows) : args.micro,
     create: () => createTrainTask(options),
   };
 }
 
-async function benchLocal(args: Args, spec: BenchTask, batch: HostBatch): Promise<Sample[]> {
+async function benchLocal(args: Args, spec: BenchTask, batch: HostBatch, micro: number): Promise<Sample[]> {
   const task = spec.create();
   // Native TensorFlow computes on its own thread pools, so the whole process's CPU is the step's.
   const cpuNow = (): number | undefined => {
@@ -233,7 +260,7 @@ async function benchLocal(args: Args, spec: BenchTask, batch: HostBatch): Promis
     const { user, system } = process.cpuUsage();
     return (user + system) / 1000;
   };
-  const trainer = new LocalTrainer(task, { optimizer: OPTIMIZER, microBatchSize: args.micro });
+  const trainer = new LocalTrainer(task, { optimizer: OPTIMIZER, microBatchSize: micro });
   const samples: Sample[] = [];
   for (let i = 0; i < args.warmup + args.steps; i++) {
     const cpu0 = cpuNow();
@@ -251,19 +278,24 @@ async function benchLocal(args: Args, spec: BenchTask, batch: HostBatch): Promis
   console.log(
     `  wasm heap after the steps: ${gib(wasmHeapBytes())}; process RSS ${gib(process.memoryUsage().rss)}, peak ${gib(peakRssBytes())}`,
   );
-  if (args.profile) await profileMicroBatch(task, batch, args.micro);
+  if (args.profile) await profileMicroBatch(task, batch, micro);
   task.model.dispose();
   return samples;
 }
 
-async function benchDataParallel(args: Args, spec: BenchTask, batch: HostBatch): Promise<Sample[]> {
+async function benchDataParallel(
+  args: Args,
+  spec: BenchTask,
+  batch: HostBatch,
+  micro: number,
+): Promise<Sample[]> {
   const t0 = performance.now();
   const trainer = await DataParallelTrainer.create({
     workers: args.workers,
     taskModule: spec.module,
     taskOptions: spec.options,
     optimizer: OPTIMIZER,
-    microBatchSize: args.micro,
+    microBatchSize: micro,
     backend: args.backend,
   });
   console.log(`  started ${args.workers} workers in ${(performance.now() - t0).toFixed(0)} ms`);
@@ -344,7 +376,10 @@ async function profileMicroBatch(task: TrainTask, batch: HostBatch, micro: numbe
   }
 }
 
-function benchTorch(args: Args): { samples: Sample[]; info: string } | { skipped: string } {
+function benchTorch(
+  args: Args,
+):
+  { samples: Sample[]; info: string; label: string; peakRssBytes: number | undefined } | { skipped: string } {
   const script = join(__dirname, 'torch_step.py');
   if (!existsSync(args.python)) return { skipped: `${args.python} not found` };
   const result = spawnSync(
@@ -371,6 +406,8 @@ function benchTorch(args: Args): { samples: Sample[]; info: string } | { skipped
     cpu_ms?: number[];
     threads?: number;
     info?: string;
+    peak_rss_bytes?: number;
+    label?: string;
     skipped?: string;
   };
   if (summary.skipped !== undefined || summary.times_ms === undefined)
@@ -381,7 +418,8 @@ function benchTorch(args: Args): { samples: Sample[]; info: string } | { skipped
     const cpu = summary.cpu_ms?.[i];
     return { wallMs, cpuMs: cpu === undefined ? undefined : cpu / threads };
   });
-  return { samples, info: summary.info ?? '' };
+  const info = summary.info ?? '';
+  return { samples, info, label: summary.label ?? info, peakRssBytes: summary.peak_rss_bytes };
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -400,27 +438,61 @@ export async function main(argv: readonly string[]): Promise<number> {
   );
   const results = new Map<string, Sample[]>();
   let torchNote = '';
+  // With --report there is exactly one stack: what the comparison reads back.
+  let report: ChildReport | undefined;
   for (const stack of args.only) {
     console.log(`\n${stack}:`);
     switch (stack) {
-      case 'tfjs-local':
-        results.set(
-          `tfjs-${args.backend}, 1 process, micro-batch ${args.micro}`,
-          await benchLocal(args, spec, batch),
-        );
+      case 'tfjs-local': {
+        const micro = spec.microBatch(args.batch);
+        const label = `tfjs-${args.backend}, 1 process, micro-batch ${micro}`;
+        const samples = await benchLocal(args, spec, batch, micro);
+        results.set(label, samples);
+        report = {
+          stack,
+          label,
+          batch: args.batch,
+          timesMs: wallTimes(samples),
+          peakRssBytes: peakRssBytes(),
+        };
         break;
-      case 'tfjs-dp':
-        results.set(
-          `tfjs-${args.backend}, ${args.workers} workers, micro-batch ${args.micro}`,
-          await benchDataParallel(args, spec, batch),
-        );
+      }
+      case 'tfjs-dp': {
+        const micro = spec.microBatch(Math.ceil(args.batch / args.workers));
+        const label = `tfjs-${args.backend}, ${args.workers} workers, micro-batch ${micro}`;
+        const samples = await benchDataParallel(args, spec, batch, micro);
+        results.set(label, samples);
+        report = {
+          stack,
+          label,
+          batch: args.batch,
+          timesMs: wallTimes(samples),
+          peakRssBytes: peakRssBytes(),
+        };
         break;
+      }
       case 'torch': {
         const torch = benchTorch(args);
-        if ('skipped' in torch) torchNote = `PyTorch skipped: ${torch.skipped}`;
-        else {
+        if ('skipped' in torch) {
+          torchNote = `PyTorch skipped: ${torch.skipped}`;
+          report = {
+            stack,
+            label: 'torch',
+            batch: args.batch,
+            timesMs: [],
+            peakRssBytes: undefined,
+            skipped: torch.skipped,
+          };
+        } else {
           results.set('torch', torch.samples);
           torchNote = torch.info;
+          report = {
+            stack,
+            label: torch.label,
+            batch: args.batch,
+            timesMs: wallTimes(torch.samples),
+            peakRssBytes: torch.peakRssBytes,
+          };
         }
         break;
       }
@@ -452,7 +524,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       " thread's CPU + the leader's reduce/AdamW; torch: process CPU / threads) discounts waiting, but OpenMP" +
       " threads spin under contention, which inflates PyTorch's CPU.",
   );
+  if (args.report && report !== undefined) console.log(reportLine(report));
   return 0;
+}
+
+function wallTimes(samples: readonly Sample[]): number[] {
+  return samples.map((s) => s.wallMs);
 }
 
 function cpuMedian(samples: readonly Sample[] | undefined): number | undefined {
