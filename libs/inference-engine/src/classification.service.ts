@@ -133,17 +133,24 @@ export class ClassificationService {
     arrived: number,
     context: ClassifyContext,
   ): Promise<ForwardItem> {
-    // Under overload an item that cannot be queued is refused before its image is decoded.
-    model.batcher.assertRoom();
-    const values =
-      'tensor' in input
-        ? tensorInput(input.tensor, model)
-        : await this.imageInput(input.image, model, context.signal);
+    // Under overload an item that cannot be queued is refused before its image is decoded, and an
+    // item waiting for the decoder or decoding holds its place in the queue meanwhile.
+    const place = model.batcher.reserve();
+    let values;
+    try {
+      values =
+        'tensor' in input
+          ? tensorInput(input.tensor, model)
+          : await this.imageInput(input.image, model, context.signal);
+    } catch (error) {
+      place.release();
+      throw error;
+    }
     const preprocessed = performance.now();
     this.metrics.queueLength.inc();
     let batched;
     try {
-      batched = await model.batcher.submit(values, context);
+      batched = await model.batcher.submit(values, { ...context, place });
     } finally {
       this.metrics.queueLength.dec();
     }

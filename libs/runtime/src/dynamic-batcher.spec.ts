@@ -145,6 +145,35 @@ describe('DynamicBatcher', () => {
     expect(r.batches).toEqual([[1], [2], [3]]);
   });
 
+  it('counts places reserved for items still being prepared against maxQueueSize', async () => {
+    const r = recorder();
+    const gate = deferred();
+    r.gate = gate.promise;
+    const b = batcher({ maxBatchSize: 1, maxQueueSize: 2, execute: r.execute });
+    const running = b.submit(1); // executes at once, leaving the queue empty
+    const decoding = [b.reserve(), b.reserve()]; // two images still decoding: the queue is full
+    expect(b.reservedPlaces).toBe(2);
+    expect(() => b.reserve()).toThrow(/queue full \(2 requests waiting\)/);
+    await expect(b.submit(9)).rejects.toMatchObject({ kind: 'RESOURCE_EXHAUSTED' });
+    // Each reserved item takes its own place: no second check, no double count.
+    const queued = [b.submit(2, { place: decoding[0] }), b.submit(3, { place: decoding[1] })];
+    expect(b.reservedPlaces).toBe(0);
+    expect(b.queueLength).toBe(2);
+    await expect(b.submit(9)).rejects.toMatchObject({ kind: 'RESOURCE_EXHAUSTED' });
+    gate.resolve();
+    expect((await Promise.all([running, ...queued])).map((x) => x.result)).toEqual([10, 20, 30]);
+  });
+
+  it('frees a reserved place once, when its item is abandoned', () => {
+    const b = batcher({ maxQueueSize: 1, execute: recorder().execute });
+    const place = b.reserve();
+    expect(() => b.reserve()).toThrow(/queue full/);
+    place.release();
+    place.release();
+    expect(b.reservedPlaces).toBe(0);
+    b.reserve().release();
+  });
+
   it('drops items whose deadline passed or whose signal aborted before compute', async () => {
     const r = recorder();
     const gate = deferred();

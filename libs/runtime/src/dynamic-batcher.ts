@@ -33,6 +33,14 @@ export interface SubmitOptions {
   /** Epoch milliseconds (`Date.now()` clock) after which the caller no longer wants the result. */
   readonly deadline?: number;
   readonly signal?: AbortSignal;
+  /** The place `reserve` held for this item: the item takes it instead of needing room of its own. */
+  readonly place?: QueuePlace;
+}
+
+/** A place in a batcher's queue held for an item still being prepared (see `DynamicBatcher.reserve`). */
+export interface QueuePlace {
+  /** Gives the place back; later calls do nothing. `submit` calls it for the place it is given. */
+  release(): void;
 }
 
 export interface BatchedResult<Result> {
@@ -60,6 +68,8 @@ export class DynamicBatcher<Item, Result> {
   private timerDueAt = Infinity;
   private idleWaiters: (() => void)[] = [];
   private readonly label: string;
+  /** Places held by `reserve` for items not submitted yet. */
+  private reserved = 0;
 
   constructor(private readonly options: DynamicBatcherOptions<Item, Result>) {
     const { maxBatchSize, maxQueueDelayMs, maxQueueSize } = options;
@@ -93,11 +103,36 @@ export class DynamicBatcher<Item, Result> {
     if (full) throw full;
   }
 
+  /**
+   * Holds a place in the queue for an item still being prepared (an image waiting for the decoder or
+   * decoding), so that such items count against `maxQueueSize` as queued ones do and an overloaded
+   * service refuses new work with RESOURCE_EXHAUSTED instead of letting it pile up before the queue.
+   * Throws that error when the queue is full. Pass the place to `submit`, or release it if the item
+   * is abandoned.
+   */
+  reserve(): QueuePlace {
+    this.assertRoom();
+    this.reserved++;
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.reserved--;
+      },
+    };
+  }
+
+  /** Places held by `reserve` and not yet submitted or released. */
+  get reservedPlaces(): number {
+    return this.reserved;
+  }
+
   private fullError(): ResourceExhaustedError | undefined {
-    if (this.queue.length < this.options.maxQueueSize) return undefined;
+    if (this.queue.length + this.reserved < this.options.maxQueueSize) return undefined;
     // Dead entries would otherwise hold slots until the next dispatch.
     this.dropDead();
-    if (this.queue.length < this.options.maxQueueSize) return undefined;
+    if (this.queue.length + this.reserved < this.options.maxQueueSize) return undefined;
     return new ResourceExhaustedError(
       `${this.label}: queue full (${this.options.maxQueueSize} requests waiting); retry later`,
     );
@@ -108,7 +143,10 @@ export class DynamicBatcher<Item, Result> {
   }
 
   submit(item: Item, options: SubmitOptions = {}): Promise<BatchedResult<Result>> {
-    const { deadline, signal } = options;
+    const { deadline, signal, place } = options;
+    // A reserved place becomes this item's entry below (or is freed by a refusal): either way the
+    // reservation ends here, synchronously, so no other item can take the place in between.
+    place?.release();
     if (this.closed) {
       return Promise.reject(new DomainError('UNAVAILABLE', `${this.label} is closed`));
     }
@@ -116,7 +154,7 @@ export class DynamicBatcher<Item, Result> {
     if (deadline !== undefined && deadline <= Date.now()) {
       return Promise.reject(deadlineError(this.label));
     }
-    const full = this.fullError();
+    const full = place === undefined ? this.fullError() : undefined;
     if (full) return Promise.reject(full);
 
     return new Promise<BatchedResult<Result>>((resolve, reject) => {
