@@ -14,4 +14,5 @@ export { applyFlowControlWindow, MAX_FLOW_CONTROL_WINDOW } from './flow-control'
 export { applyHeapGrowth } from './heap-growth';
 export { HealthController, HealthModule, HealthPortModule, HealthStatus } from './health';
 export { freePort } from './ports';
+export { messageBufferOf, releaseReceivedBytes } from './received-bytes';
 export { loadServerSecurity, type SecurityConfig, type ServerSecurity, type ServerTls } from './security';

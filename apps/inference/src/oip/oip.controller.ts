@@ -1,7 +1,7 @@
 import { Controller, Inject, Logger, UseInterceptors } from '@nestjs/common';
 import type { Metadata, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
 import { ResourceExhaustedError } from '@deit-serve/core';
-import { toGrpcError } from '@deit-serve/grpc-server';
+import { releaseReceivedBytes, toGrpcError } from '@deit-serve/grpc-server';
 import { OipService, UnimplementedError } from '@deit-serve/oip';
 import { oip } from '@deit-serve/proto';
 import { catchError, finalize, from, map, mergeMap, type Observable, of } from 'rxjs';
@@ -49,7 +49,14 @@ export class OipController implements oip.GRPCInferenceServiceController {
     call?: ServerUnaryCall<unknown, unknown>,
   ): Promise<oip.ModelInferResponse> {
     const { context, settle } = callContext(call);
-    return this.service.modelInfer(request, context).finally(settle);
+    return this.service
+      .modelInfer(request, context)
+      .then((response) => {
+        // Answered: every item was computed, so nothing reads the request's tensor bytes any more.
+        releaseReceivedBytes(request.rawInputContents);
+        return response;
+      })
+      .finally(settle);
   }
 
   /** Each request answered in turn for its id; a bad one gets `error_message` and the stream goes on. */
