@@ -38,7 +38,10 @@ const COMMANDS = new Map([
   ['npx deit classify examples/fashion-mnist/test-0000-ankle-boot.png --top-k 3', { expect: 'ankle boot' }],
   ['npx deit classify examples/fashion-mnist/*.png --head dist --json', { expect: '"label": *"sneaker"' }],
   ['npx deit models list', { expect: 'fmnist-deit' }],
-  ['DEIT_GPU=cuda npm ci', { skip: 'CI runs its GPU step itself (.ci/run: DEIT_GPU=cuda node tools/scripts/install-native.mjs)' }],
+  [
+    'DEIT_GPU=cuda npm ci',
+    { skip: 'CI runs its GPU step itself (.ci/run: DEIT_GPU=cuda node tools/scripts/install-native.mjs)' },
+  ],
   ['DEIT_EXECUTION_PROVIDER=cuda npm start', { skip: 'needs a CUDA host' }],
   ['npm run zoo', { skip: 'retrains every default model: hours on two cores' }],
   ['npm run zoo -- hard', { skip: 'retrains the default student: an hour on two cores' }],
