@@ -443,7 +443,12 @@ const exits = await Promise.all(
 // Report.
 
 const results = servers.map((s) => ({
-  label: s === deit ? 'deit-serve (service defaults)' : 'KServe 0.21.0 (Python, v2 gRPC)',
+  label:
+    s === deit
+      ? args['deit-env'].length > 0
+        ? `deit-serve (${args['deit-env'].join(' ')})`
+        : 'deit-serve (service defaults)'
+      : 'KServe 0.21.0 (Python, v2 gRPC)',
   byConcurrency: new Map([...runs.get(s)].map(([c, rs]) => [c, combineRepetitions(rs)])),
   peakRssMb: s.peakRssMb,
 }));
