@@ -1,4 +1,4 @@
-import { MessageChannel } from 'node:worker_threads';
+import { freeNow } from '@deit-serve/core';
 
 /**
  * grpc-js (1.14) joins each received message into a Buffer of its own (the 5-byte frame header and the
@@ -19,9 +19,8 @@ export function messageBufferOf(view: Uint8Array): ArrayBuffer | undefined {
 }
 
 /**
- * Frees the memory of a handled request's message now instead of at V8's next collection: the
- * buffer is detached (moved into a message on a channel that is then closed), which also takes its
- * size off V8's count of external memory at once. That count drives V8's full collections here: each
+ * Frees the memory of a handled request's message now instead of at V8's next collection
+ * (`freeNow`), which also takes its size off V8's count of external memory at once. That count drives V8's full collections here: each
  * tensor request brings ≈ 1.2 MB of buffers and a mark-compact came every ≈ 25 calls at c=1
  * (bench/README.md, "Memory"). Call it only once nothing reads the request any more (the answer is
  * made and every item of it computed); the views into the buffer are empty afterwards.
@@ -32,10 +31,6 @@ export function releaseReceivedBytes(fields: readonly Uint8Array[]): number {
     const buffer = messageBufferOf(field);
     if (buffer) buffers.add(buffer);
   }
-  if (buffers.size === 0) return 0;
-  const { port1, port2 } = new MessageChannel();
-  port1.postMessage(null, [...buffers]);
-  port1.close();
-  port2.close();
+  freeNow(buffers);
   return buffers.size;
 }

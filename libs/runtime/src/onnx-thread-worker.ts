@@ -1,8 +1,8 @@
 /**
  * Entry of the process's onnxruntime thread, which owns every worker-thread session (see
- * onnx-thread.ts). It imports nothing but Node, onnx-native.ts (onnxruntime-node), release-now.ts and
- * types, so that it starts the same from built JavaScript and from TypeScript sources under the test
- * runner.
+ * onnx-thread.ts). It imports nothing but Node, onnx-native.ts (onnxruntime-node), release-now.ts
+ * (with @deit-serve/core's freeNow) and types, so that it starts quickly, from built JavaScript and from
+ * TypeScript sources under the test runner alike.
  */
 import { parentPort } from 'node:worker_threads';
 import { InProcessSession } from './onnx-native';

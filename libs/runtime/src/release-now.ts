@@ -1,4 +1,4 @@
-import { MessageChannel } from 'node:worker_threads';
+import { freeNow } from '@deit-serve/core';
 
 /**
  * The ArrayBuffer behind `view` when the view spans all of it (so moving or freeing the buffer takes
@@ -14,16 +14,10 @@ export function wholeBuffer(view: ArrayBufferView): ArrayBuffer | undefined {
 
 /**
  * Frees the memory of the buffer behind `view` now rather than at some later garbage collection, when
- * the view spans that whole buffer (otherwise nothing happens: other views may share it): the buffer
- * moves into a message on a channel that is then closed, and closing drops the message with its
- * memory. The buffer is detached (empty) afterwards. Imports nothing but Node (the onnxruntime thread
- * uses it).
+ * the view spans that whole buffer (otherwise nothing happens: other views may share it). The buffer
+ * is detached (empty) afterwards.
  */
 export function releaseNow(view: ArrayBufferView): void {
   const buffer = wholeBuffer(view);
-  if (buffer === undefined || buffer.byteLength === 0) return;
-  const { port1, port2 } = new MessageChannel();
-  port1.postMessage(null, [buffer]);
-  port1.close();
-  port2.close();
+  if (buffer !== undefined && buffer.byteLength > 0) freeNow([buffer]);
 }
