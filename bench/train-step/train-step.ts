@@ -440,35 +440,24 @@ export async function main(argv: readonly string[]): Promise<number> {
   let torchNote = '';
   // With --report there is exactly one stack: what the comparison reads back.
   let report: ChildReport | undefined;
+  /** A tfjs stack's samples into the table, and its report line's content. */
+  const recordTfjs = (stack: Stack, label: string, samples: Sample[]): ChildReport => {
+    results.set(label, samples);
+    return { stack, label, batch: args.batch, timesMs: wallTimes(samples), peakRssBytes: peakRssBytes() };
+  };
   for (const stack of args.only) {
     console.log(`\n${stack}:`);
     switch (stack) {
       case 'tfjs-local': {
         const micro = spec.microBatch(args.batch);
         const label = `tfjs-${args.backend}, 1 process, micro-batch ${micro}`;
-        const samples = await benchLocal(args, spec, batch, micro);
-        results.set(label, samples);
-        report = {
-          stack,
-          label,
-          batch: args.batch,
-          timesMs: wallTimes(samples),
-          peakRssBytes: peakRssBytes(),
-        };
+        report = recordTfjs(stack, label, await benchLocal(args, spec, batch, micro));
         break;
       }
       case 'tfjs-dp': {
         const micro = spec.microBatch(Math.ceil(args.batch / args.workers));
         const label = `tfjs-${args.backend}, ${args.workers} workers, micro-batch ${micro}`;
-        const samples = await benchDataParallel(args, spec, batch, micro);
-        results.set(label, samples);
-        report = {
-          stack,
-          label,
-          batch: args.batch,
-          timesMs: wallTimes(samples),
-          peakRssBytes: peakRssBytes(),
-        };
+        report = recordTfjs(stack, label, await benchDataParallel(args, spec, batch, micro));
         break;
       }
       case 'torch': {
