@@ -53,6 +53,14 @@ function customGrad(
 
 const transpose2d = (t: tf.Tensor): tf.Tensor2D => tf.transpose(t as tf.Tensor2D, [1, 0]);
 
+/**
+ * Native TensorFlow (tfjs-node) has what wasm lacks: conv gradients (Conv2DBackpropInput/Filter),
+ * cheap slices and axis reductions. There the convs, pools and reductions below use plain ops and
+ * the stock gradients instead of the wasm formulations: the zoo's teacher step at batch 128 went
+ * from 930–990 ms to 670–770 ms (`npm run bench:train-step`).
+ */
+const onNative = (): boolean => tf.getBackend() === 'tensorflow';
+
 // ---------------------------------------------------------------------------------------------
 // Linear / 1×1 conv
 
@@ -128,7 +136,7 @@ function splitGroups(x: tf.Tensor4D, groups: number): tf.Tensor4D[] {
   if (groups === 1) return [x];
   const [B, H, W, C] = x.shape;
   const g = C / groups;
-  if (g >= WIDE_GROUP) {
+  if (g >= WIDE_GROUP || onNative()) {
     return Array.from({ length: groups }, (_, i) => tf.slice(x, [0, 0, 0, i * g], [B, H, W, g]));
   }
   const flat = tf.reshape(x, [B * H * W, C]);
@@ -139,7 +147,7 @@ function splitGroups(x: tf.Tensor4D, groups: number): tf.Tensor4D[] {
 function mergeGroups(parts: readonly tf.Tensor4D[]): tf.Tensor4D {
   if (parts.length === 1) return parts[0];
   const [B, H, W, g] = parts[0].shape;
-  if (g >= WIDE_GROUP) return tf.concat(parts as tf.Tensor4D[], 3);
+  if (g >= WIDE_GROUP || onNative()) return tf.concat(parts as tf.Tensor4D[], 3);
   const n = B * H * W;
   const major = tf.concat(
     parts.map((p) => tf.reshape(p, [1, n, g])),
@@ -224,6 +232,7 @@ export interface Conv3x3Options {
  */
 export function conv3x3(x: tf.Tensor4D, w: tf.Tensor4D, options: Conv3x3Options): tf.Tensor4D {
   checkConv(x, w, options);
+  if (onNative()) return nativeConv3x3(x, w, options);
   const { stride, groups } = options;
   const op = customGrad(([xIn, wIn], save) => {
     const xs = splitGroups(xIn as tf.Tensor4D, groups);
@@ -260,6 +269,7 @@ export function conv3x3(x: tf.Tensor4D, w: tf.Tensor4D, options: Conv3x3Options)
  */
 export function conv3x3NoInputGrad(x: tf.Tensor4D, w: tf.Tensor4D, options: Conv3x3Options): tf.Tensor4D {
   checkConv(x, w, options);
+  if (onNative()) return nativeConv3x3(x, w, options);
   const { stride, groups } = options;
   const op = customGrad(([wIn], save) => {
     const xs = splitGroups(x, groups);
@@ -286,6 +296,21 @@ export function conv3x3NoInputGrad(x: tf.Tensor4D, w: tf.Tensor4D, options: Conv
     };
   });
   return op(w) as tf.Tensor4D;
+}
+
+/**
+ * The grouped conv on native TensorFlow: one tf.conv2d per group, stock gradients. tfjs-node takes
+ * only 'same' and 'valid': 'same' is PyTorch's padding 1 at stride 1; at stride 2 TensorFlow would
+ * pad bottom/right only, so the input is padded explicitly and convolved 'valid'.
+ */
+function nativeConv3x3(x: tf.Tensor4D, w: tf.Tensor4D, { stride, groups }: Conv3x3Options): tf.Tensor4D {
+  return tf.tidy(() => {
+    const input: tf.Tensor4D = stride === 1 ? x : tf.pad(x, PAD_SAME_3X3);
+    const pad = stride === 1 ? 'same' : 'valid';
+    const xs: tf.Tensor4D[] = groups === 1 ? [input] : tf.split(input, groups, 3);
+    const ys = xs.map((xg, g) => tf.conv2d(xg, groupKernel(w, g, groups), stride, pad));
+    return ys.length === 1 ? ys[0] : tf.concat(ys, 3);
+  });
 }
 
 function checkConv(x: tf.Tensor4D, w: tf.Tensor4D, { stride, groups }: Conv3x3Options): void {
@@ -331,6 +356,7 @@ export interface BatchNormParams {
  * non-innermost axis by transposing first, which is 5–10× slower (13 ms vs 2.7 ms at 50176×48).
  */
 function colMean(x: tf.Tensor): tf.Tensor1D {
+  if (onNative()) return tf.mean(x, 0);
   const [n, c] = x.shape as [number, number];
   return tf.reshape(tf.avgPool(tf.reshape<tf.Rank.R4>(x, [1, n, 1, c]), [n, 1], 1, 'valid'), [c]);
 }
@@ -343,6 +369,7 @@ function colMean(x: tf.Tensor): tf.Tensor1D {
 export function batchNormTrain(x: tf.Tensor2D, p: BatchNormParams, relu: boolean): tf.Tensor2D {
   const n = x.shape[0];
   if (n < 2) throw new Error(`BatchNorm in training mode needs more than 1 value per channel (got ${n})`);
+  if (onNative()) return nativeBatchNormTrain(x, p, relu);
   const op = customGrad(([xIn, gamma, beta], save) => {
     const mean = colMean(xIn);
     const centered = tf.sub(xIn, mean);
@@ -365,6 +392,96 @@ export function batchNormTrain(x: tf.Tensor2D, p: BatchNormParams, relu: boolean
         const a = tf.mul(sGamma, sInvStd);
         const dx = tf.sub(tf.mul(g, a), tf.add(tf.mul(sxHat, tf.mul(a, meanGxHat)), tf.mul(a, meanG)));
         return [dx, tf.mul(meanGxHat, n), tf.mul(meanG, n)];
+      },
+    };
+  });
+  return op(x, p.weight, p.bias) as tf.Tensor2D;
+}
+
+/**
+ * ReLU's gradient from its output: on native, dy · sign(out) (out ≥ 0, so exactly 0 or 1) is two
+ * kernels, where tfjs-node's Step (the stock gradient's) is a Select between two filled tensors.
+ */
+function reluBackward(dy: tf.Tensor, out: tf.Tensor): tf.Tensor {
+  return tf.mul(dy, onNative() ? tf.sign(out) : tf.step(out));
+}
+
+const reluOp = customGrad(([x], save) => {
+  const value = tf.relu(x);
+  save([value]);
+  return { value, gradFunc: (dy, [out]) => [reluBackward(dy, out)] };
+});
+
+/** tf.relu; on native with the gradient of {@link reluBackward}. */
+export function relu<T extends tf.Tensor>(x: T): T {
+  return (onNative() ? reluOp(x) : tf.relu(x)) as T;
+}
+
+/** What nativeBatchNormTrain calls on tfjs-node's backend (its types are not a dependency). */
+interface NativeOpAttr {
+  readonly name: string;
+  readonly type: number;
+  readonly value: number | string | boolean;
+}
+interface NativeKernelBackend {
+  readonly binding: Readonly<
+    Record<'TF_ATTR_TYPE' | 'TF_ATTR_FLOAT' | 'TF_ATTR_STRING' | 'TF_ATTR_BOOL' | 'TF_FLOAT', number>
+  >;
+  executeMultipleOutputs(
+    name: string,
+    attrs: NativeOpAttr[],
+    inputs: tf.Tensor[],
+    outputs: number,
+  ): tf.Tensor[];
+}
+
+function fusedBatchNormAttrs(backend: NativeKernelBackend): NativeOpAttr[] {
+  const b = backend.binding;
+  return [
+    { name: 'T', type: b.TF_ATTR_TYPE, value: b.TF_FLOAT },
+    { name: 'U', type: b.TF_ATTR_TYPE, value: b.TF_FLOAT },
+    { name: 'epsilon', type: b.TF_ATTR_FLOAT, value: BN_EPS },
+    { name: 'data_format', type: b.TF_ATTR_STRING, value: 'NHWC' },
+    { name: 'is_training', type: b.TF_ATTR_BOOL, value: true },
+  ];
+}
+
+/**
+ * Training-mode BatchNorm on native TensorFlow as its fused kernels, FusedBatchNormV3 forward and
+ * FusedBatchNormGradV3 backward (tfjs exposes only the inference form): one kernel each way instead
+ * of about ten elementwise ops and reductions over the whole activation. Same statistics and running
+ * updates as batchNormTrain (TensorFlow's batch_variance output is already the unbiased one).
+ */
+function nativeBatchNormTrain(x: tf.Tensor2D, p: BatchNormParams, relu: boolean): tf.Tensor2D {
+  const [n, c] = x.shape;
+  const backend = tf.backend() as unknown as NativeKernelBackend;
+  const attrs = fusedBatchNormAttrs(backend);
+  const op = customGrad(([xIn, gamma, beta], save) => {
+    const x4 = tf.reshape(xIn, [1, n, 1, c]);
+    const empty = tf.zeros([0]);
+    const [y, mean, variance, ...reserve] = backend.executeMultipleOutputs(
+      'FusedBatchNormV3',
+      attrs,
+      [x4, gamma, beta, empty, empty],
+      6,
+    );
+    const m = p.momentum ?? BN_MOMENTUM;
+    p.runningMean.assign(tf.add(tf.mul(p.runningMean, 1 - m), tf.mul(mean, m)));
+    p.runningVar.assign(tf.add(tf.mul(p.runningVar, 1 - m), tf.mul(variance, m)));
+    const y2 = tf.reshape(y, [n, c]);
+    const value = relu ? tf.relu(y2) : y2;
+    save(relu ? [x4, gamma, ...reserve, value] : [x4, gamma, ...reserve]);
+    return {
+      value,
+      gradFunc: (dy, [sx, sGamma, r1, r2, r3, sOut]) => {
+        const g = relu ? reluBackward(dy, sOut) : dy;
+        const [dx, dGamma, dBeta] = backend.executeMultipleOutputs(
+          'FusedBatchNormGradV3',
+          attrs,
+          [tf.reshape(g, [1, n, 1, c]), sx, sGamma, r1, r2, r3],
+          5,
+        );
+        return [tf.reshape(dx, [n, c]), dGamma, dBeta];
       },
     };
   });
@@ -394,7 +511,10 @@ export function globalAvgPool(x: tf.Tensor4D): tf.Tensor2D {
   const [B, H, W, C] = x.shape;
   const op = customGrad(([xIn]) => ({
     value: tf.reshape(tf.avgPool(xIn as tf.Tensor4D, [H, W], 1, 'valid'), [B, C]),
-    gradFunc: (dy) => [tf.add(tf.zeros([B, H, W, C]), tf.reshape(tf.div(dy, H * W), [B, 1, 1, C]))],
+    gradFunc: (dy) => {
+      const share = tf.reshape(tf.div(dy, H * W), [B, 1, 1, C]);
+      return [onNative() ? tf.broadcastTo(share, [B, H, W, C]) : tf.add(tf.zeros([B, H, W, C]), share)];
+    },
   }));
   return op(x) as tf.Tensor2D;
 }
@@ -424,7 +544,7 @@ export interface SqueezeExciteParams {
 /** timm SEModule: x · sigmoid(fc2(relu(fc1(mean_hw(x))))). */
 export function squeezeExcite(x: tf.Tensor4D, p: SqueezeExciteParams): tf.Tensor4D {
   const pooled = globalAvgPool(x);
-  const hidden = tf.relu(linearBias(pooled, p.fc1Weight, p.fc1Bias));
+  const hidden = relu(linearBias(pooled, p.fc1Weight, p.fc1Bias));
   const gate = tf.sigmoid(linearBias(hidden, p.fc2Weight, p.fc2Bias));
   return channelScaleOp(x, gate) as tf.Tensor4D;
 }

@@ -24,6 +24,7 @@ import {
   globalAvgPool,
   linear,
   linearBias,
+  relu,
   squeezeExcite,
   subsample2,
   type BatchNormParams,
@@ -454,7 +455,7 @@ export class RegNet {
         training,
       );
     }
-    return tf.relu(tf.add<tf.Tensor4D>(h, shortcut));
+    return relu(tf.add<tf.Tensor4D>(h, shortcut));
   }
 
   /** 1×1 conv of NHWC x as a 2-D matmul. */
