@@ -247,7 +247,7 @@ function benchTask(args: Args): BenchTask {
     module: DEIT_TASK_MODULE,
     options,
     microBatch: (rows) =>
-      args.micro === 'auto' ? defaultMicroBatch(DEIT_PRESETS[args.preset], rows) : args.micro,
+      args.micro === 'auto' ? defaultMicroBatch(DEIT_PRESETS[args.preset], rows, args.backend) : args.micro,
     create: () => createTrainTask(options),
   };
 }

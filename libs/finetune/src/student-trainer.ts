@@ -77,16 +77,21 @@ export interface CreateTrainerOptions {
 export const PROBE = { warmupSteps: 1, timedSteps: 3, minSteps: 40, minGain: 1.1 } as const;
 
 /**
- * Rows per forward/backward pass that keep the wasm heap well under its 4 GiB cap. An estimate of the
- * activations kept for the backward pass, calibrated on the measurement that DeiT-Ti at 32 px (66
- * tokens) grows the heap to 1.4 GiB with 16 rows.
+ * Rows per forward/backward pass. On wasm: what keeps the wasm heap well under its 4 GiB cap, an
+ * estimate of the activations kept for the backward pass calibrated on the measurement that DeiT-Ti
+ * at 32 px (66 tokens) grows the heap to 1.4 GiB with 16 rows. On native TensorFlow, which keeps
+ * fewer intermediates per row (no wasm heap, TensorFlow's BFC allocator): what keeps the process's
+ * peak RSS under 2 GiB, calibrated on DeiT-Ti at 32 px peaking at 1.83 GiB with 32 rows
+ * (`npm run bench:train-step`). Fewer passes mean larger, faster matmuls: 32 rows run a DeiT-Ti step
+ * in 2.5 s where 16 rows take 3.5 s.
  */
-export function defaultMicroBatch(config: DeitConfig, rows: number): number {
+export function defaultMicroBatch(config: DeitConfig, rows: number, backend = 'wasm'): number {
   const tokens = (config.imgSize / config.patchSize) ** 2 + (config.distilled ? 2 : 1);
   const floatsPerBlock =
     tokens * config.embedDim * (8 + 4 * config.mlpRatio) + 3 * config.numHeads * tokens ** 2;
-  const bytesPerRow = floatsPerBlock * config.depth * 4 * 6;
-  const budget = 1.5 * 2 ** 30;
+  const native = backend === 'tensorflow';
+  const bytesPerRow = floatsPerBlock * config.depth * 4 * (native ? 2 : 6);
+  const budget = (native ? 1.0 : 1.5) * 2 ** 30;
   return Math.max(1, Math.min(rows, Math.floor(budget / bytesPerRow)));
 }
 
@@ -104,7 +109,7 @@ export async function createStudentTrainer(options: CreateTrainerOptions): Promi
   const local = (state?: EngineState): Engine =>
     createLocal(
       options,
-      options.microBatchSize ?? defaultMicroBatch(options.task.config, options.batchSize),
+      options.microBatchSize ?? defaultMicroBatch(options.task.config, options.batchSize, options.backend),
       state,
     );
   if (workers <= 1) return local();

@@ -61,9 +61,10 @@ describe('initBackend', () => {
   });
 
   it.runIf(nativeBuildInstalled())(
-    'loads native TensorFlow without oneDNN custom ops unless told otherwise',
+    'loads native TensorFlow without oneDNN custom ops and with its BFC allocator unless told otherwise',
     () => {
       expect(NATIVE_ENV_DEFAULTS['TF_ENABLE_ONEDNN_OPTS']).toBe('0');
+      expect(NATIVE_ENV_DEFAULTS['TF_CPU_ALLOCATOR_USE_BFC']).toBe('true');
       expect(backendInChild({ hideNative: false })).toEqual({
         backend: expect.stringMatching(/^tensorflow \(TensorFlow 2\.21\.0, CPU\)$/) as unknown,
         env: '0',
