@@ -7,7 +7,7 @@ import { nativeBuildInstalled } from './native-testing';
 import { randomPixels } from './onnx/testing';
 import { createRegNet } from './regnet';
 import { batchNormTrain, conv3x3 } from './regnet/layers';
-import { selfAttention } from './deit/layers';
+import { patchEmbed, selfAttention } from './deit/layers';
 import type { RegNetPresetName } from './regnet/presets';
 import { maxAbsDiff } from '@deit-serve/core';
 
@@ -135,6 +135,14 @@ describe.runIf(nativeBuildInstalled())('native TensorFlow agrees with wasm', () 
       await gradsOn('wasm', shapes, attention),
       await gradsOn('tensorflow', shapes, attention),
     ];
+    for (let i = 0; i < shapes.length; i++) expect(maxAbsDiff(wasm[i], native[i])).toBeLessThanOrEqual(1e-4);
+  });
+
+  it('patch embedding: gradients of pixels, weight and bias within 1e-4', async () => {
+    const shapes = [[2, 3, 8, 8], [3 * 4 * 4, 5], [5]];
+    const embed = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor =>
+      patchEmbed(x as tf.Tensor4D, w as tf.Tensor2D, b as tf.Tensor1D, 4);
+    const [wasm, native] = [await gradsOn('wasm', shapes, embed), await gradsOn('tensorflow', shapes, embed)];
     for (let i = 0; i < shapes.length; i++) expect(maxAbsDiff(wasm[i], native[i])).toBeLessThanOrEqual(1e-4);
   });
 

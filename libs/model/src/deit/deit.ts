@@ -23,8 +23,8 @@
  * - `initDeitWeights(config, seed)`: the timm initialisation as host NamedWeights (no tfjs needed).
  * - `model.dispose()` frees the variables.
  *
- * Architecture (timm `VisionTransformerDistilled`): patch embedding (conv k = s = P, done as patchify
- * + matmul), tokens [cls, dist, patches] + pos_embed, pre-norm blocks x + Attn(LN(x)),
+ * Architecture (timm `VisionTransformerDistilled`): patch embedding (conv k = s = P: that conv on native
+ * TensorFlow, patchify + matmul on wasm), tokens [cls, dist, patches] + pos_embed, pre-norm blocks x + Attn(LN(x)),
  * x + MLP(LN(x)) with exact erf GELU and LayerNorm eps 1e-6, final LayerNorm, `head` on token 0 and
  * `head_dist` on token 1. The final LayerNorm is applied to the prefix tokens only: it is per-token,
  * and the patch tokens feed nothing after it.
@@ -40,7 +40,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { AVERAGE_HEAD_WEIGHT, deriveSeed, Rng, type HeadChoice } from '@deit-serve/core';
 import { hostTensor, numel, type HostTensor, type NamedWeights } from '../weights/named-weights';
-import { layerNorm, linear, linearGelu, patchify, selfAttention } from './layers';
+import { layerNorm, linear, linearGelu, patchEmbed, selfAttention } from './layers';
 import { type PosEmbedResampling, reinitHeads, resamplePosEmbed, truncNormalTensor } from './pos-embed';
 import {
   DEIT_PRESETS,
@@ -423,7 +423,12 @@ export class DeiT {
         mask === undefined ? tf.add(x, branch) : tf.add(x, tf.mul(branch, tf.tensor2d(mask, [B * T, 1])));
 
       // Patch embedding and tokens.
-      const patches = linearOf(patchify(pixelValues, this.config.patchSize), 'patch_embed.proj');
+      const patches = patchEmbed(
+        pixelValues,
+        p('patch_embed.proj.weight') as tf.Tensor2D,
+        p('patch_embed.proj.bias') as tf.Tensor1D,
+        this.config.patchSize,
+      );
       const batchZeros = tf.zeros([B, 1, D]);
       // Broadcasting by addition keeps the gradient a single reduction (tile's gradient is a slice loop).
       const prefixTokens = [tf.add(batchZeros, p('cls_token'))];

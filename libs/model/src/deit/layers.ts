@@ -305,3 +305,26 @@ export function patchify(pixelValues: tf.Tensor4D, patchSize: number): tf.Tensor
     return tf.reshape(patches, [B * gh * gw, C * P * P]);
   });
 }
+
+/**
+ * The patch embedding, timm's conv with kernel = stride = P, from pixel_values [B, C, H, W] and the
+ * weight pre-transposed [C·P·P, D] (features in (c, py, px) order) to tokens [B·N, D]. On native
+ * TensorFlow it runs as that conv (NHWC, TensorFlow's kernels and gradients); on wasm, which has no
+ * conv weight gradient, as patchify and a matmul.
+ */
+export function patchEmbed(
+  pixelValues: tf.Tensor4D,
+  weight: tf.Tensor2D,
+  bias: tf.Tensor1D,
+  patchSize: number,
+): tf.Tensor2D {
+  if (tf.getBackend() !== 'tensorflow') return linear(patchify(pixelValues, patchSize), weight, bias);
+  return tf.tidy(() => {
+    const [B, C] = pixelValues.shape;
+    const P = patchSize;
+    const D = weight.shape[1];
+    const kernel = tf.transpose(tf.reshape(weight, [C, P, P, D]), [1, 2, 0, 3]); // HWIO
+    const out = tf.conv2d(tf.transpose(pixelValues, [0, 2, 3, 1]), kernel as tf.Tensor4D, P, 'valid');
+    return tf.reshape(tf.add(out, bias), [B * out.shape[1] * out.shape[2], D]);
+  });
+}
