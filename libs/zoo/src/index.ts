@@ -39,6 +39,7 @@ export {
   teacherSpecHash,
   trainTeacher,
   type PackagedTeacher,
+  type TeacherArchitecture,
   type TeacherTrainingOptions,
   type TeacherTrainingResult,
   type TeacherTrainingSpec,

@@ -70,8 +70,15 @@ import {
   type RegNetTaskOptions,
 } from '@deit-serve/training';
 
+/** What a teacher recipe may change in its preset's architecture (names stay timm's). */
+export type TeacherArchitecture = Partial<
+  Pick<RegNetConfig, 'stageWidths' | 'stageDepths' | 'groupWidth' | 'stemWidth' | 'seRatio'>
+>;
+
 export interface TeacherTrainingSpec {
   readonly preset: RegNetPresetName;
+  /** Changes to the preset's widths, depths or groups; default none. */
+  readonly architecture?: TeacherArchitecture;
   readonly seed: number;
   readonly epochs: number;
   readonly batchSize: number;
@@ -155,7 +162,7 @@ export async function trainTeacher(options: TeacherTrainingOptions): Promise<Tea
   await registerGradients();
   const preset = getRegNetPreset(spec.preset);
   const numClasses = options.train.numClasses;
-  const config: RegNetConfig = { ...preset, numClasses };
+  const config: RegNetConfig = { ...preset, ...spec.architecture, numClasses };
   const p = preset.preprocessing;
   const input = {
     imageSize: preset.imgSize,
@@ -167,7 +174,11 @@ export async function trainTeacher(options: TeacherTrainingOptions): Promise<Tea
   const trainInput: BatchInputSpec = { imageSize: input.imageSize, mean: input.mean, std: input.std };
 
   // The leader's model: evaluation, precise BN, checkpoints, export. Never trained directly.
-  const leader = createRegNet({ preset: spec.preset, config: { numClasses }, seed: spec.seed });
+  const leader = createRegNet({
+    preset: spec.preset,
+    config: { ...spec.architecture, numClasses },
+    seed: spec.seed,
+  });
   const hash = teacherSpecHash(spec);
   const history: TrainingHistory = { losses: [], evals: [] };
   let epochsDone = 0;
@@ -197,7 +208,7 @@ export async function trainTeacher(options: TeacherTrainingOptions): Promise<Tea
   await writeFileAtomic(startWeights, writeSafetensors(leader.getWeights()));
   const taskOptions: RegNetTaskOptions = {
     preset: spec.preset,
-    config: { numClasses },
+    config: { ...spec.architecture, numClasses },
     seed: spec.seed,
     weightsPath: startWeights,
     labelSmoothing: spec.labelSmoothing,

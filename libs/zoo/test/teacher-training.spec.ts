@@ -144,4 +144,38 @@ describe('RegNetY teacher training', () => {
       expect(countOnnxParameters(onnx as Uint8Array)).toBe(444_094);
     },
   );
+
+  it(
+    'trains the architecture a recipe sets (widths, depths) and exports that network',
+    { timeout: 240_000 },
+    async () => {
+      const spec: TeacherTrainingSpec = {
+        ...SPEC,
+        epochs: 1,
+        architecture: { stageWidths: [32, 64, 96], stageDepths: [1, 1, 2] },
+      };
+      const result = await trainTeacher({
+        spec,
+        train,
+        eval: test,
+        evalSetName: 'test',
+        workDir: join(root, 'work-architecture'),
+        workers: 1,
+      });
+      expect(result.config.stageWidths).toEqual([32, 64, 96]);
+      expect(result.config.stageDepths).toEqual([1, 1, 2]);
+      expect(result.config.groupWidth).toBe(16); // the preset's, not overridden
+      const packaged = await packageTeacher(result, {
+        spec,
+        eval: test,
+        evalSetName: 'test',
+        dataset: { name: 'synthetic', sha256: 'a'.repeat(64) },
+        gitCommit: null,
+      });
+      const onnx = packaged.request.files['model.onnx'] as Uint8Array;
+      expect(countOnnxParameters(onnx)).toBe(result.parameters);
+      expect(result.parameters).not.toBe(444_094);
+      expect(packaged.onnxTop1).toBe(result.history.evals.at(-1)?.cls?.top1);
+    },
+  );
 });
