@@ -4,7 +4,7 @@ import { parseZooArgs } from './args';
 describe('npm run zoo arguments', () => {
   it('runs every stage in order by default, with the documented locations', () => {
     expect(parseZooArgs([], {})).toEqual({
-      stages: ['teacher', 'none', 'soft', 'hard'],
+      stages: ['teacher', 'hard', 'none', 'soft', 'hard-seed1', 'none-seed1', 'hard-seed2', 'none-seed2'],
       evaluateOnly: false,
       registryDir: 'registry',
       recordsDir: 'zoo',
@@ -15,11 +15,13 @@ describe('npm run zoo arguments', () => {
     expect(parseZooArgs([], { DEIT_REGISTRY_DIR: '/srv/registry' }).registryDir).toBe('/srv/registry');
   });
 
-  it('keeps the zoo order whatever order stages are named in', () => {
-    expect(parseZooArgs(['hard', 'teacher', '--work', '/tmp/w'], {})).toMatchObject({
-      stages: ['teacher', 'hard'],
+  it('keeps the zoo order whatever order runs are named in; a kind means all its seeds', () => {
+    expect(parseZooArgs(['none-seed1', 'teacher', '--work', '/tmp/w'], {})).toMatchObject({
+      stages: ['teacher', 'none-seed1'],
       workDir: '/tmp/w',
     });
+    expect(parseZooArgs(['hard'], {}).stages).toEqual(['hard', 'hard-seed1', 'hard-seed2']);
+    expect(parseZooArgs(['soft', 'teacher'], {}).stages).toEqual(['teacher', 'soft']);
   });
 
   it('evaluate runs no training stage, alone', () => {
@@ -29,8 +31,9 @@ describe('npm run zoo arguments', () => {
 
   it('names the bad argument', () => {
     expect(() => parseZooArgs(['distil'], {})).toThrow(
-      /unknown argument "distil"; stages: teacher, none, soft, hard/,
+      /unknown argument "distil"; runs: teacher, hard, none, soft, hard-seed1, .*; kinds: teacher, none, soft, hard; evaluate/,
     );
     expect(() => parseZooArgs(['--registry'], {})).toThrow('--registry needs a value');
+    expect(() => parseZooArgs(['hard-seed7'], {})).toThrow(/unknown argument "hard-seed7"/);
   });
 });

@@ -1,5 +1,5 @@
 import { DEFAULT_REGISTRY_DIR } from '@deit-serve/config';
-import { ZOO_STAGES, type ZooStage } from '@deit-serve/zoo';
+import { isZooStage, stageKind, ZOO_KINDS, ZOO_STAGES, type ZooStage } from '@deit-serve/zoo';
 
 export interface ZooArgs {
   /** Training stages to run (in the zoo's order); empty with `evaluateOnly`. */
@@ -15,12 +15,13 @@ export interface ZooArgs {
 
 export const ZOO_USAGE = `Usage: npm run zoo -- [STAGE...] [options]
 
-Trains the default models on Fashion-MNIST with seed 0, publishes them to the registry, evaluates
-every published file on the 10k test images through onnxruntime and writes RESULTS.md. Finished
-stages are skipped unless their recipe changed (then they train a new version); an interrupted stage
-resumes from its last checkpoint.
+Trains the default models on Fashion-MNIST, publishes them to the registry, evaluates every published
+file on the 10k test images through onnxruntime and writes RESULTS.md. Finished runs are skipped
+unless their recipe changed (then they train a new version); an interrupted run resumes from its last
+checkpoint.
 
-Stages: ${ZOO_STAGES.join(', ')} (default: all, in this order), or "evaluate" to only re-evaluate.
+Runs: ${ZOO_STAGES.join(', ')} (default: all, in this order). A kind (${ZOO_KINDS.join(', ')}) means
+every run of it (so "hard" runs hard, hard-seed1 and hard-seed2). "evaluate" only re-evaluates.
 
 Options:
   --registry DIR   registry to publish to (default: $DEIT_REGISTRY_DIR, else ./${DEFAULT_REGISTRY_DIR})
@@ -45,9 +46,14 @@ export function parseZooArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Z
       if (value === undefined || value.startsWith('--')) throw new Error(`${arg} needs a value`);
       values[arg] = value;
     } else if (arg === 'evaluate') evaluateOnly = true;
-    else if ((ZOO_STAGES as readonly string[]).includes(arg)) stages.push(arg as ZooStage);
+    // A kind first: `hard` means every hard run (seed 0's run is also named `hard`).
+    else if ((ZOO_KINDS as readonly string[]).includes(arg))
+      stages.push(...ZOO_STAGES.filter((s) => stageKind(s) === arg));
+    else if (isZooStage(arg)) stages.push(arg);
     else
-      throw new Error(`unknown argument ${JSON.stringify(arg)}; stages: ${ZOO_STAGES.join(', ')}, evaluate`);
+      throw new Error(
+        `unknown argument ${JSON.stringify(arg)}; runs: ${ZOO_STAGES.join(', ')}; kinds: ${ZOO_KINDS.join(', ')}; evaluate`,
+      );
   }
   if (evaluateOnly && stages.length > 0) throw new Error('"evaluate" runs no training stage; give it alone');
   return {

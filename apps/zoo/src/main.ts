@@ -8,12 +8,32 @@ import { join } from 'node:path';
 import { FASHION_MNIST_DIR, loadFashionMnist } from '@deit-serve/datasets';
 import { gitCommit } from '@deit-serve/finetune';
 import { DirectoryRegistry } from '@deit-serve/registry';
-import { evaluateZoo, keepHandWritten, renderResultsMarkdown, runZoo } from '@deit-serve/zoo';
+import {
+  evaluateZoo,
+  keepHandWritten,
+  PREVIOUS_GENERATION_DIR,
+  renderResultsMarkdown,
+  runZoo,
+  type ZooResults,
+} from '@deit-serve/zoo';
 import { parseZooArgs, ZOO_USAGE } from './args';
 
 function machine(): string {
   const cores = cpus();
-  return `${cores.length} × ${cores[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, no GPU used (tfjs wasm training, onnxruntime CPU)`;
+  // The backend each run trained on is in its record (\`trained on\` in RESULTS.md).
+  return `${cores.length} × ${cores[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, no GPU used (onnxruntime CPU for evaluation)`;
+}
+
+/** Generation 1's evaluated results (`<records>/generation-1/results.json`), shown for comparison. */
+async function readPreviousGeneration(recordsDir: string): Promise<ZooResults | undefined> {
+  try {
+    return JSON.parse(
+      await readFile(join(recordsDir, PREVIOUS_GENERATION_DIR, 'results.json'), 'utf8'),
+    ) as ZooResults;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
 }
 
 async function main(): Promise<number> {
@@ -60,7 +80,7 @@ async function main(): Promise<number> {
     if (error.code === 'ENOENT') return undefined;
     throw error;
   });
-  const page = `${renderResultsMarkdown(results, 'npm run zoo')}\n`;
+  const page = `${renderResultsMarkdown(results, 'npm run zoo', await readPreviousGeneration(args.recordsDir))}\n`;
   await writeFile(args.resultsPath, keepHandWritten(page, previous));
   log(`wrote ${args.resultsPath}`);
   return 0;

@@ -4,9 +4,16 @@
  * evaluated through onnxruntime. Students are trained by the trainer's own fine-tune job.
  */
 export {
+  isZooStage,
   recipeFingerprint,
+  stageKind,
+  stageName,
   stageRecipe,
+  stageSeed,
   studentBudget,
+  ZOO_GENERATION,
+  ZOO_KINDS,
+  ZOO_STUDENT_SEEDS,
   ZOO_MODELS,
   ZOO_PLAN,
   ZOO_SEED,
@@ -17,6 +24,7 @@ export {
   ZOO_TEACHER_SPEC,
   zooStudentSpec,
   type StudentStage,
+  type ZooKind,
   type ZooPlan,
   type ZooStage,
 } from './recipes';
@@ -27,6 +35,7 @@ export { evaluateOnnx, type OnnxEvaluation } from './onnx-evaluation';
 export {
   evaluateZoo,
   HAND_WRITTEN_MARKER,
+  PREVIOUS_GENERATION_DIR,
   keepHandWritten,
   renderResultsMarkdown,
   zooFindings,

@@ -8,17 +8,71 @@ import { trainerV1 } from '@deit-serve/proto';
 import type { TeacherTrainingSpec } from './teacher-training';
 
 /**
- * In this order: a RegNetY teacher trained from scratch, then DeiT's distillation ablation (paper
- * Table 3): students with labels only, soft and hard distillation from that teacher.
+ * Which generation of default models the recipes below train. Generation 1 (wasm training, one seed
+ * each) is kept for comparison: its records in `zoo/generation-1/`, its versions in the registry.
  */
-export const ZOO_STAGES = ['teacher', 'none', 'soft', 'hard'] as const;
-export type ZooStage = (typeof ZOO_STAGES)[number];
-export type StudentStage = Exclude<ZooStage, 'teacher'>;
+export const ZOO_GENERATION = 2;
 
+/** A RegNetY teacher from scratch, then DeiT's distillation ablation (paper Table 3). */
+export const ZOO_KINDS = ['teacher', 'none', 'soft', 'hard'] as const;
+export type ZooKind = (typeof ZOO_KINDS)[number];
+/** Students with labels only, soft and hard distillation from the teacher. */
+export type StudentStage = Exclude<ZooKind, 'teacher'>;
+
+/** The seed of the teacher and of every student's first run; the production student is its hard run. */
 export const ZOO_SEED = 0;
 
-/** Registry names of the zoo's models. */
-export const ZOO_MODELS: Readonly<Record<ZooStage, string>> = {
+/**
+ * Seeds per student kind: three for none and hard, so that "hard beats none" is a statement about
+ * more than seed noise, one for soft (the paper's Table 3 has it level with none).
+ */
+export const ZOO_STUDENT_SEEDS: Readonly<Record<StudentStage, readonly number[]>> = {
+  none: [0, 1, 2],
+  soft: [0],
+  hard: [0, 1, 2],
+};
+
+/** One training run of the zoo: the teacher, or a student kind at a seed (`hard`, `hard-seed1`, …). */
+export type ZooStage = 'teacher' | StudentStage | `${StudentStage}-seed${number}`;
+
+/** The run's name: the kind alone at seed 0 (so first runs keep their names), else `KIND-seedN`. */
+export function stageName(kind: StudentStage, seed: number): ZooStage {
+  return seed === ZOO_SEED ? kind : `${kind}-seed${seed}`;
+}
+
+export function stageKind(stage: ZooStage): ZooKind {
+  return stage === 'teacher' ? stage : (stage.split('-')[0] as StudentStage);
+}
+
+export function stageSeed(stage: ZooStage): number {
+  const match = /-seed(\d+)$/.exec(stage);
+  return match === null ? ZOO_SEED : Number(match[1]);
+}
+
+/**
+ * Every run, in the order `npm run zoo` trains them: the teacher, then the seed-0 students (hard
+ * first: it becomes the production model), then the further seeds.
+ */
+export const ZOO_STAGES: readonly ZooStage[] = (() => {
+  const order: StudentStage[] = ['hard', 'none', 'soft'];
+  const maxSeeds = Math.max(...order.map((k) => ZOO_STUDENT_SEEDS[k].length));
+  const runs: ZooStage[] = ['teacher'];
+  for (let i = 0; i < maxSeeds; i++) {
+    for (const kind of order) {
+      const seed = ZOO_STUDENT_SEEDS[kind][i];
+      if (seed !== undefined) runs.push(stageName(kind, seed));
+    }
+  }
+  return runs;
+})();
+
+/** A command-line name: a run (`hard-seed1`) or a kind, which means every run of it. */
+export function isZooStage(name: string): name is ZooStage {
+  return (ZOO_STAGES as readonly string[]).includes(name);
+}
+
+/** Registry names of the zoo's models (every seed of a kind publishes versions of one model). */
+export const ZOO_MODELS: Readonly<Record<ZooKind, string>> = {
   teacher: 'fmnist-teacher',
   none: 'fmnist-deit-nodistill',
   soft: 'fmnist-deit-soft',
@@ -60,6 +114,7 @@ export function zooStudentSpec(
   stage: StudentStage,
   teacherRef: string,
   datasetDir: string,
+  seed: number = ZOO_SEED,
 ): trainerV1.FineTuneSpec {
   const type = {
     none: trainerV1.DistillationType.DISTILLATION_TYPE_NONE,
@@ -103,7 +158,7 @@ export function zooStudentSpec(
       mixupAlpha: 0,
       cutmixAlpha: 0,
     },
-    seed: ZOO_SEED,
+    seed,
     trainable: { all: true },
     evalIntervalEpochs: 3,
     promotion: undefined,
@@ -113,7 +168,12 @@ export function zooStudentSpec(
 /** What the zoo trains: the teacher's spec and each student's fine-tune request. */
 export interface ZooPlan {
   readonly teacher: TeacherTrainingSpec;
-  readonly student: (stage: StudentStage, teacherRef: string, datasetDir: string) => trainerV1.FineTuneSpec;
+  readonly student: (
+    stage: StudentStage,
+    teacherRef: string,
+    datasetDir: string,
+    seed?: number,
+  ) => trainerV1.FineTuneSpec;
 }
 
 export const ZOO_PLAN: ZooPlan = { teacher: ZOO_TEACHER_SPEC, student: zooStudentSpec };
@@ -142,18 +202,25 @@ export function recipeFingerprint(recipe: unknown): string {
 
 /** The recipe a stage trains with now: the teacher's spec, or the student's request from `teacherRef`. */
 export function stageRecipe(plan: ZooPlan, stage: ZooStage, teacherRef: string): unknown {
-  return stage === 'teacher' ? plan.teacher : plan.student(stage, teacherRef, DATASET_IN_RECIPE);
+  const kind = stageKind(stage);
+  return kind === 'teacher'
+    ? plan.teacher
+    : plan.student(kind, teacherRef, DATASET_IN_RECIPE, stageSeed(stage));
 }
 
 /**
- * A student's recipe with what differs between none / soft / hard taken out (the distillation type and
- * the output model's name), fingerprinted: equal for students trained at the same budget and seed.
+ * A student's recipe with what differs between none / soft / hard and between seeds taken out (the
+ * distillation type, the seed and the output model's name), fingerprinted: equal for students trained
+ * at the same budget.
  */
-export function studentBudget(plan: ZooPlan, stage: StudentStage, teacherRef: string): string {
-  const spec = plan.student(stage, teacherRef, DATASET_IN_RECIPE);
+export function studentBudget(plan: ZooPlan, stage: ZooStage, teacherRef: string): string {
+  const kind = stageKind(stage);
+  if (kind === 'teacher') throw new Error('studentBudget: the teacher is not a student');
+  const spec = plan.student(kind, teacherRef, DATASET_IN_RECIPE, stageSeed(stage));
   return recipeFingerprint({
     ...spec,
     outputModel: undefined,
+    seed: undefined,
     distillation: { ...spec.distillation, type: undefined },
   });
 }

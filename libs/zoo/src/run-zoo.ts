@@ -16,6 +16,7 @@ import {
   type FineTuneResult,
   type JobContext,
 } from '@deit-serve/trainer-engine';
+import { describeBackend } from '@deit-serve/model';
 import { countOnnxParameters } from '@deit-serve/model/onnx-codec';
 import {
   recipeFingerprint,
@@ -25,7 +26,8 @@ import {
   ZOO_PLAN,
   ZOO_SERVING_ALIAS,
   ZOO_STAGES,
-  type StudentStage,
+  stageKind,
+  stageSeed,
   type ZooPlan,
   type ZooStage,
 } from './recipes';
@@ -99,6 +101,7 @@ export async function runZoo(options: ZooOptions): Promise<void> {
     }
     const full: StageRecord = {
       ...partial,
+      seed: stage === 'teacher' ? plan.teacher.seed : stageSeed(stage),
       recipe,
       ...(stage !== 'teacher' && { budget: studentBudget(plan, stage, teacherRef) }),
       wallSeconds: Math.round(clock.sittingSeconds()),
@@ -106,16 +109,17 @@ export async function runZoo(options: ZooOptions): Promise<void> {
     };
     await writeFile(join(options.recordsDir, `${stage}.json`), `${JSON.stringify(full, null, 2)}\n`);
     log(`${stage}: published ${full.model}:${full.version} in ${full.wallSeconds} s`);
+    // The production model is the hard student's seed-0 run, named before any seed was trained.
     if (stage === 'hard') {
       await options.registry.setAlias(full.model, ZOO_SERVING_ALIAS, full.version, {
-        reason: 'zoo: hard-distilled student is the default model',
+        reason: 'zoo: hard-distilled student (seed 0) is the default model',
       });
       log(`${full.model}@${ZOO_SERVING_ALIAS} → ${full.version}`);
     }
   }
 }
 
-type PartialRecord = Omit<StageRecord, 'wallSeconds' | 'stageWallSeconds' | 'recipe'>;
+type PartialRecord = Omit<StageRecord, 'wallSeconds' | 'stageWallSeconds' | 'recipe' | 'seed'>;
 
 async function runTeacherStage(
   options: ZooOptions,
@@ -149,6 +153,7 @@ async function runTeacherStage(
   const info = await options.registry.publish(ZOO_MODELS.teacher, request);
   return {
     stage: 'teacher',
+    backend: describeBackend(),
     model: info.model,
     version: info.version,
     sha256: info.manifest.files['model.onnx']?.sha256 ?? '',
@@ -163,13 +168,17 @@ async function runTeacherStage(
 async function runStudentStage(
   options: ZooOptions,
   plan: ZooPlan,
-  stage: StudentStage,
+  stage: ZooStage,
   teacherRef: string,
   workDir: string,
   datasetDir: string,
   log: (m: string) => void,
 ): Promise<PartialRecord> {
-  const spec: FineTuneJobSpec = validateFineTuneSpec(plan.student(stage, teacherRef, datasetDir));
+  const kind = stageKind(stage);
+  if (kind === 'teacher') throw new Error('runStudentStage: the teacher is not a student');
+  const spec: FineTuneJobSpec = validateFineTuneSpec(
+    plan.student(kind, teacherRef, datasetDir, stageSeed(stage)),
+  );
   await mkdir(workDir, { recursive: true });
   await dropStalePublishMarker(options.registry, workDir, spec.outputModel, (m) => log(`${stage}: ${m}`));
   const resumePath = await latestCheckpointPath(workDir);
@@ -218,6 +227,8 @@ async function runStudentStage(
     sha256: info.manifest.files['model.onnx']?.sha256 ?? result.sha256,
     trainSeconds: Number.isFinite(trainSeconds) ? trainSeconds : -1,
     parameters: onnx === undefined ? 0 : countOnnxParameters(onnx),
+    // The fine-tune job's lineage: `tfjs-tensorflow` or `tfjs-wasm`.
+    backend: info.manifest.lineage?.backend ?? 'not recorded',
     finishedAt: new Date().toISOString(),
     gitCommit: await gitCommit(),
     machine: options.machine,

@@ -35,6 +35,10 @@ export interface StageRecord {
    * type. Students compare (paper Table 3: same budget and seed) only when theirs are equal.
    */
   readonly budget?: string;
+  /** The run's seed (absent in generation 1's records: seed 0 throughout). */
+  readonly seed?: number;
+  /** The TensorFlow.js backend that trained it, e.g. `tensorflow (TensorFlow 2.21.0, CPU)`. */
+  readonly backend?: string;
 }
 
 export async function readStageRecord(recordsDir: string, stage: ZooStage): Promise<StageRecord | undefined> {
