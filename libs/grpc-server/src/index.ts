@@ -14,5 +14,6 @@ export { applyFlowControlWindow, MAX_FLOW_CONTROL_WINDOW } from './flow-control'
 export { applyHeapGrowth } from './heap-growth';
 export { HealthController, HealthModule, HealthPortModule, HealthStatus } from './health';
 export { freePort } from './ports';
+export { releaseDecodedReads } from './decoder-reads';
 export { messageBufferOf, releaseReceivedBytes } from './received-bytes';
 export { loadServerSecurity, type SecurityConfig, type ServerSecurity, type ServerTls } from './security';
