@@ -12,6 +12,7 @@
 import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { mergeOverrides } from './overrides.mjs';
 
 const root = join(import.meta.dirname, '..', '..');
 const require = createRequire(join(root, 'package.json'));
@@ -31,12 +32,6 @@ if (!name || !(epochs >= 1) || !['none', 'soft', 'hard'].includes(stage)) {
   process.stderr.write('usage: pilot.mjs NAME EPOCHS [JSON overrides] [--stage none|soft|hard] [--local]\n');
   process.exit(2);
 }
-const merge = (a, b) => {
-  if (b === null || typeof b !== 'object' || Array.isArray(b)) return b;
-  const out = { ...a };
-  for (const [k, v] of Object.entries(b)) out[k] = merge(a?.[k], v);
-  return out;
-};
 const dir = join(root, 'var', 'zoo-pilot', name);
 await rm(dir, { recursive: true, force: true });
 await mkdir(join(dir, 'registry'), { recursive: true });
@@ -44,8 +39,8 @@ await cp(join(root, 'registry', ZOO_MODELS.teacher), join(dir, 'registry', ZOO_M
   recursive: true,
 });
 const base = zooStudentSpec(stage, `${ZOO_MODELS.teacher}:1`, FASHION_MNIST_DIR);
-const recipe = merge(
-  merge(base, {
+const recipe = mergeOverrides(
+  mergeOverrides(base, {
     outputModel: `pilot-${name}`,
     dataset: { fashionMnist: { dir: FASHION_MNIST_DIR, evalOnTest: false }, validationFraction: 0.1 },
     optimization: { epochs },

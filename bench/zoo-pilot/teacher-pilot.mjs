@@ -11,6 +11,7 @@
 import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { mergeOverrides } from './overrides.mjs';
 
 const root = join(import.meta.dirname, '..', '..');
 const require = createRequire(join(root, 'package.json'));
@@ -24,13 +25,10 @@ if (!name || !(epochs >= 1)) {
   process.stderr.write('usage: teacher-pilot.mjs NAME EPOCHS [JSON overrides]\n');
   process.exit(2);
 }
-const merge = (a, b) => {
-  if (b === null || typeof b !== 'object' || Array.isArray(b)) return b;
-  const out = { ...a };
-  for (const [k, v] of Object.entries(b)) out[k] = merge(a?.[k], v);
-  return out;
-};
-const spec = merge({ ...ZOO_TEACHER_SPEC, epochs, evalIntervalEpochs: epochs }, JSON.parse(overridesArg));
+const spec = mergeOverrides(
+  { ...ZOO_TEACHER_SPEC, epochs, evalIntervalEpochs: epochs },
+  JSON.parse(overridesArg),
+);
 const workDir = join(root, 'var', 'zoo-pilot', `teacher-${name}`);
 await mkdir(workDir, { recursive: true });
 const { train, validation } = (await loadFashionMnist(FASHION_MNIST_DIR, 'train')).dataset.split(0.1, 0);
