@@ -44,7 +44,11 @@ const COMMANDS = new Map([
   ],
   ['DEIT_EXECUTION_PROVIDER=cuda npm start', { skip: 'needs a CUDA host' }],
   ['npm run zoo', { skip: 'retrains every default model: hours on two cores' }],
-  ['npm run zoo -- hard', { skip: 'retrains the default student: an hour on two cores' }],
+  [
+    'npm run zoo -- hard',
+    { skip: 'retrains the hard students (three seeds): up to an hour each on two cores' },
+  ],
+  ['npm run zoo -- none-seed1', { skip: 'trains one student: up to an hour on two cores' }],
   [
     'npm run zoo -- evaluate',
     { skip: 'rewrites RESULTS.md from 40k evaluations; its numbers are tied by tests' },
