@@ -253,7 +253,16 @@ export const PREVIOUS_GENERATION_DIR = 'generation-1';
 
 /** Generation 2's recipe choices, facts from the pilots' logs. */
 const GENERATION_2_CHOICES: readonly string[] = [
-  '- Teacher and students: not chosen yet; the pilots are under way.',
+  '- Teacher, native step times at batch 128 (`regnety_fmnist_28` with the `architecture` shown;',
+  '  2026-12-08): widths 48/96/192, depths 1/2/3, groups of 16 (0.44 M parameters) 597 ms; widths',
+  '  64/128/256 (0.73 M) 642 ms; 64/128/256 at depths 2/3/4 (1.0 M) 1,058 ms; 96/192/384 in groups of',
+  '  32 (1.7 M) 1,016 ms. Wider is nearly free, deeper is not.',
+  "- Teacher pilot `wide-10`: widths 64/128/256, 10 epochs, the rest of generation 1's recipe: hold-out",
+  '  top-1 93.27% (log: `zoo/pilots/teacher-wide-10.log`), under the 94.0% target (the pilot shared the',
+  '  machine with benchmarks, so its own time says nothing); 10 epochs on 60k images at 642 ms per step',
+  '  are ≈ 50 min of steps. Not adopted; the next pilots: stronger augmentation and',
+  '  learning rate at this width.',
+  "- Students: no generation-2 pilot yet; the recipe is still generation 1's.",
 ];
 
 /**
