@@ -118,6 +118,14 @@ export function wasmDistFolder(): string {
   return join(folder, '/');
 }
 
+/**
+ * Whether tfjs runs on native TensorFlow (tfjs-node), whose kernels the model layers use directly
+ * (conv gradients, batched matmuls, fused BatchNorm) instead of the formulations written for wasm.
+ */
+export function onNativeTensorflow(): boolean {
+  return tf.getBackend() === 'tensorflow';
+}
+
 /** The parts of tfjs-node's backend object read here (its types are not a dependency). */
 interface NativeBackend {
   readonly isUsingGpuDevice?: boolean;

@@ -13,6 +13,7 @@
  * [in, out] (PyTorch stores [out, in]).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { onNativeTensorflow } from '../backend';
 
 export const LAYER_NORM_EPS = 1e-6;
 
@@ -170,7 +171,7 @@ export function selfAttention(
   qkvBias: tf.Tensor1D,
   shape: AttentionShape,
 ): tf.Tensor2D {
-  if (tf.getBackend() === 'tensorflow') return nativeSelfAttention(x, qkvWeight, qkvBias, shape);
+  if (onNativeTensorflow()) return nativeSelfAttention(x, qkvWeight, qkvBias, shape);
   return attentionOp(shape)(x, qkvWeight, qkvBias) as tf.Tensor2D;
 }
 
@@ -318,7 +319,7 @@ export function patchEmbed(
   bias: tf.Tensor1D,
   patchSize: number,
 ): tf.Tensor2D {
-  if (tf.getBackend() !== 'tensorflow') return linear(patchify(pixelValues, patchSize), weight, bias);
+  if (!onNativeTensorflow()) return linear(patchify(pixelValues, patchSize), weight, bias);
   return tf.tidy(() => {
     const [B, C] = pixelValues.shape;
     const P = patchSize;

@@ -24,6 +24,7 @@
  * group's kernel is a contiguous slice.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { onNativeTensorflow } from '../backend';
 
 /** PyTorch BatchNorm2d defaults, used by timm's RegNet. */
 export const BN_EPS = 1e-5;
@@ -53,13 +54,13 @@ function customGrad(
 
 const transpose2d = (t: tf.Tensor): tf.Tensor2D => tf.transpose(t as tf.Tensor2D, [1, 0]);
 
-/**
+/*
  * Native TensorFlow (tfjs-node) has what wasm lacks: conv gradients (Conv2DBackpropInput/Filter),
  * cheap slices and axis reductions. There the convs, pools and reductions below use plain ops and
- * the stock gradients instead of the wasm formulations: the zoo's teacher step at batch 128 went
- * from 930–990 ms to 670–770 ms (`npm run bench:train-step`).
+ * the stock gradients instead of the wasm formulations (splitGroups, mergeGroups and colMean below are
+ * wasm's only): the zoo's teacher step at batch 128 went from 930–990 ms to ≈ 580 ms
+ * (`npm run bench:train-step`).
  */
-const onNative = (): boolean => tf.getBackend() === 'tensorflow';
 
 // ---------------------------------------------------------------------------------------------
 // Linear / 1×1 conv
@@ -136,7 +137,7 @@ function splitGroups(x: tf.Tensor4D, groups: number): tf.Tensor4D[] {
   if (groups === 1) return [x];
   const [B, H, W, C] = x.shape;
   const g = C / groups;
-  if (g >= WIDE_GROUP || onNative()) {
+  if (g >= WIDE_GROUP) {
     return Array.from({ length: groups }, (_, i) => tf.slice(x, [0, 0, 0, i * g], [B, H, W, g]));
   }
   const flat = tf.reshape(x, [B * H * W, C]);
@@ -147,7 +148,7 @@ function splitGroups(x: tf.Tensor4D, groups: number): tf.Tensor4D[] {
 function mergeGroups(parts: readonly tf.Tensor4D[]): tf.Tensor4D {
   if (parts.length === 1) return parts[0];
   const [B, H, W, g] = parts[0].shape;
-  if (g >= WIDE_GROUP || onNative()) return tf.concat(parts as tf.Tensor4D[], 3);
+  if (g >= WIDE_GROUP) return tf.concat(parts as tf.Tensor4D[], 3);
   const n = B * H * W;
   const major = tf.concat(
     parts.map((p) => tf.reshape(p, [1, n, g])),
@@ -232,7 +233,7 @@ export interface Conv3x3Options {
  */
 export function conv3x3(x: tf.Tensor4D, w: tf.Tensor4D, options: Conv3x3Options): tf.Tensor4D {
   checkConv(x, w, options);
-  if (onNative()) return nativeConv3x3(x, w, options);
+  if (onNativeTensorflow()) return nativeConv3x3(x, w, options);
   const { stride, groups } = options;
   const op = customGrad(([xIn, wIn], save) => {
     const xs = splitGroups(xIn as tf.Tensor4D, groups);
@@ -269,7 +270,7 @@ export function conv3x3(x: tf.Tensor4D, w: tf.Tensor4D, options: Conv3x3Options)
  */
 export function conv3x3NoInputGrad(x: tf.Tensor4D, w: tf.Tensor4D, options: Conv3x3Options): tf.Tensor4D {
   checkConv(x, w, options);
-  if (onNative()) return nativeConv3x3(x, w, options);
+  if (onNativeTensorflow()) return nativeConv3x3(x, w, options);
   const { stride, groups } = options;
   const op = customGrad(([wIn], save) => {
     const xs = splitGroups(x, groups);
@@ -356,7 +357,6 @@ export interface BatchNormParams {
  * non-innermost axis by transposing first, which is 5–10× slower (13 ms vs 2.7 ms at 50176×48).
  */
 function colMean(x: tf.Tensor): tf.Tensor1D {
-  if (onNative()) return tf.mean(x, 0);
   const [n, c] = x.shape as [number, number];
   return tf.reshape(tf.avgPool(tf.reshape<tf.Rank.R4>(x, [1, n, 1, c]), [n, 1], 1, 'valid'), [c]);
 }
@@ -369,7 +369,7 @@ function colMean(x: tf.Tensor): tf.Tensor1D {
 export function batchNormTrain(x: tf.Tensor2D, p: BatchNormParams, relu: boolean): tf.Tensor2D {
   const n = x.shape[0];
   if (n < 2) throw new Error(`BatchNorm in training mode needs more than 1 value per channel (got ${n})`);
-  if (onNative()) return nativeBatchNormTrain(x, p, relu);
+  if (onNativeTensorflow()) return nativeBatchNormTrain(x, p, relu);
   const op = customGrad(([xIn, gamma, beta], save) => {
     const mean = colMean(xIn);
     const centered = tf.sub(xIn, mean);
@@ -399,11 +399,11 @@ export function batchNormTrain(x: tf.Tensor2D, p: BatchNormParams, relu: boolean
 }
 
 /**
- * ReLU's gradient from its output: on native, dy · sign(out) (out ≥ 0, so exactly 0 or 1) is two
- * kernels, where tfjs-node's Step (the stock gradient's) is a Select between two filled tensors.
+ * ReLU's gradient from its output on native TensorFlow: dy · sign(out) (out ≥ 0, so exactly 0 or 1)
+ * is two kernels, where tfjs-node's Step (the stock gradient's) is a Select between two filled tensors.
  */
 function reluBackward(dy: tf.Tensor, out: tf.Tensor): tf.Tensor {
-  return tf.mul(dy, onNative() ? tf.sign(out) : tf.step(out));
+  return tf.mul(dy, tf.sign(out));
 }
 
 const reluOp = customGrad(([x], save) => {
@@ -414,7 +414,7 @@ const reluOp = customGrad(([x], save) => {
 
 /** tf.relu; on native with the gradient of {@link reluBackward}. */
 export function relu<T extends tf.Tensor>(x: T): T {
-  return (onNative() ? reluOp(x) : tf.relu(x)) as T;
+  return (onNativeTensorflow() ? reluOp(x) : tf.relu(x)) as T;
 }
 
 /** What nativeBatchNormTrain calls on tfjs-node's backend (its types are not a dependency). */
@@ -513,7 +513,9 @@ export function globalAvgPool(x: tf.Tensor4D): tf.Tensor2D {
     value: tf.reshape(tf.avgPool(xIn as tf.Tensor4D, [H, W], 1, 'valid'), [B, C]),
     gradFunc: (dy) => {
       const share = tf.reshape(tf.div(dy, H * W), [B, 1, 1, C]);
-      return [onNative() ? tf.broadcastTo(share, [B, H, W, C]) : tf.add(tf.zeros([B, H, W, C]), share)];
+      return [
+        onNativeTensorflow() ? tf.broadcastTo(share, [B, H, W, C]) : tf.add(tf.zeros([B, H, W, C]), share),
+      ];
     },
   }));
   return op(x) as tf.Tensor2D;
